@@ -1,0 +1,300 @@
+// Package ldaptest starts throwaway OpenLDAP servers for tests: the tcs
+// configuration (scripts/slapd.sh and schema/), a temporary directory, a free
+// loopback port, torn down when the test ends.
+//
+// A test that needs slapd fails with the reason when slapd cannot start; it is
+// never skipped. `make test` installs slapd first (scripts/slapd.sh install).
+package ldaptest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Default credentials of every test server (development only).
+const (
+	BaseDN   = "dc=example,dc=org"
+	BindDN   = "cn=admin,dc=example,dc=org"
+	Password = "secret"
+)
+
+// Server is one running slapd.
+type Server struct {
+	URL      string // ldap://127.0.0.1:<port>
+	BaseDN   string
+	BindDN   string
+	Password string
+	Port     int
+	Dir      string // configuration, data and logs
+
+	t    testing.TB
+	root string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan error // receives once when cmd has exited
+	log  *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Option changes how Start builds a server.
+type Option func(*options)
+
+type options struct {
+	overlays []string
+	ldif     []string
+}
+
+// WithOverlays replaces the default overlays ("syncprov", "dds"), e.g.
+// WithOverlays("dds") for a server without syncprov.
+func WithOverlays(names ...string) Option {
+	return func(o *options) { o.overlays = names }
+}
+
+// WithLDIF loads LDIF files (paths relative to the repository root or
+// absolute) after the server is up.
+func WithLDIF(paths ...string) Option {
+	return func(o *options) { o.ldif = append(o.ldif, paths...) }
+}
+
+// Start makes and starts a server for t and stops it when t ends.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	o := options{overlays: []string{"syncprov", "dds"}}
+	for _, f := range opts {
+		f(&o)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("ldaptest: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "tcs-slapd-")
+	if err != nil {
+		t.Fatalf("ldaptest: %v", err)
+	}
+	s := &Server{BaseDN: BaseDN, BindDN: BindDN, Password: Password, Dir: dir, t: t, root: root}
+	t.Cleanup(func() {
+		s.Kill()
+		if !t.Failed() || os.Getenv("TCS_KEEP_SLAPD") == "" {
+			os.RemoveAll(dir)
+		}
+	})
+	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), "init", dir)
+	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("ldaptest: cannot make a slapd configuration (is slapd installed? `scripts/slapd.sh install`): %v\n%s", err, out)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("ldaptest: %v", err)
+		}
+		s.Port = port
+		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)
+		if lastErr = s.start(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("ldaptest: slapd did not start: %v", lastErr)
+	}
+	if len(o.ldif) > 0 {
+		s.Load(o.ldif...)
+	}
+	return s
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return fmt.Errorf("already running")
+	}
+	cmd := exec.Command(filepath.Join(s.root, "scripts", "slapd.sh"), "run", s.Dir, s.URL+"/")
+	log := &lockedBuffer{}
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.URL[len("ldap://"):], 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("slapd exited (%v): %s", err, log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+			return fmt.Errorf("slapd did not listen on %s within 15s: %s", s.URL, log.String())
+		}
+	}
+	s.cmd = cmd
+	s.done = exited
+	s.log = log
+	return nil
+}
+
+// Stop shuts slapd down cleanly (SIGTERM) and waits for it.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill stops slapd with SIGKILL and waits for it.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	pid := s.cmd.Process.Pid
+	syscall.Kill(-pid, sig)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+// Restart stops slapd cleanly and starts it again on the same port with the
+// same data, after an optional pause while it is down.
+func (s *Server) Restart(down time.Duration) {
+	s.t.Helper()
+	s.Stop()
+	time.Sleep(down)
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger a moment
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("ldaptest: slapd did not restart: %v", err)
+}
+
+// Start starts a stopped server again (same port, same data).
+func (s *Server) Start() {
+	s.t.Helper()
+	s.Restart(0)
+}
+
+// Load adds the entries of LDIF files (paths relative to the repository root
+// or absolute) with ldapadd.
+func (s *Server) Load(paths ...string) {
+	s.t.Helper()
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(s.root, p)
+		}
+		s.ldap("ldapadd", "-f", p)
+	}
+}
+
+// Apply runs ldapmodify with an LDIF text (changetype records, or plain
+// entries which are added).
+func (s *Server) Apply(ldif string) {
+	s.t.Helper()
+	s.ldapStdin(ldif, "ldapmodify", "-a")
+}
+
+// Search runs ldapsearch and returns its LDIF output.
+func (s *Server) Search(base, filter string, attrs ...string) string {
+	s.t.Helper()
+	args := append([]string{"-LLL", "-o", "ldif_wrap=no", "-b", base, filter}, attrs...)
+	return s.ldap("ldapsearch", args...)
+}
+
+func (s *Server) ldap(tool string, args ...string) string {
+	s.t.Helper()
+	return s.ldapStdin("", tool, args...)
+}
+
+func (s *Server) ldapStdin(stdin, tool string, args ...string) string {
+	s.t.Helper()
+	full := append([]string{"-x", "-H", s.URL, "-D", s.BindDN, "-w", s.Password}, args...)
+	cmd := exec.Command(tool, full...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("ldaptest: %s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Log returns what slapd printed so far (its -d output).
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return ""
+	}
+	return s.log.String()
+}
+
+// RepoRoot finds the repository root (the folder holding go.mod and
+// scripts/slapd.sh) from the working directory up.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "scripts", "slapd.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("scripts/slapd.sh not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("no free loopback port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

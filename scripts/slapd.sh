@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# slapd.sh — the one way tcs makes, starts and stops an OpenLDAP server.
+# Used by `make ldap-up`/`make ldap-down`, the Go test helper
+# (internal/ldaptest), the demo and docker/openldap, so all of them run the
+# same configuration (schema/*.ldif).
+#
+#   slapd.sh install              apt-get slapd + ldap-utils when missing
+#   slapd.sh init DIR             render the config into DIR, load base entries
+#   slapd.sh start DIR PORT       start slapd in the background on 127.0.0.1:PORT
+#   slapd.sh run DIR URLS...      run slapd in the foreground (containers, tests)
+#   slapd.sh stop DIR             stop the slapd started by `start`
+#   slapd.sh up DIR PORT          install + init (once) + start
+#   slapd.sh down DIR             stop + remove DIR
+#
+# Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
+# TCS_ROOTPW (secret — development only), TCS_OVERLAYS ("syncprov dds"),
+# TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or /usr/sbin/slapd).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+schema_dir="$here/../schema"
+suffix=${TCS_SUFFIX:-dc=example,dc=org}
+rootdn=${TCS_ROOTDN:-cn=admin,$suffix}
+rootpw=${TCS_ROOTPW:-secret}
+overlays=${TCS_OVERLAYS:-syncprov dds}
+loglevel=${TCS_LOGLEVEL:-none}
+moduledir=${TCS_MODULEDIR:-/usr/lib/ldap}
+sysschema=${TCS_SYSSCHEMA:-/etc/ldap/schema}
+
+die() { echo "slapd.sh: $*" >&2; exit 1; }
+
+find_bin() {
+  local name=$1
+  if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
+  for d in /usr/sbin /usr/local/sbin /usr/local/libexec; do
+    [ -x "$d/$name" ] && { echo "$d/$name"; return; }
+  done
+  return 1
+}
+
+slapd_bin() { [ -n "${TCS_SLAPD_BIN:-}" ] && { echo "$TCS_SLAPD_BIN"; return; }; find_bin slapd; }
+
+cmd_install() {
+  if slapd_bin >/dev/null && find_bin ldapsearch >/dev/null && find_bin slapadd >/dev/null \
+     && [ -f "$moduledir/syncprov.so" ] && [ -f "$moduledir/dds.so" ]; then
+    return 0
+  fi
+  command -v apt-get >/dev/null || die "slapd and ldap-utils are missing and apt-get is not available: install OpenLDAP 2.5 (slapd, ldap-utils) by hand"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "slapd.sh: installing slapd and ldap-utils with apt-get" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils >&2 \
+    || die "apt-get install slapd ldap-utils failed"
+  # Debian's package starts its own slapd on port 389; tcs never uses it.
+  if command -v service >/dev/null 2>&1; then $sudo service slapd stop >/dev/null 2>&1 || true; fi
+  slapd_bin >/dev/null || die "slapd still not found after apt-get install"
+}
+
+render() { # render FILE DIR
+  local first_rdn=${suffix%%,*}
+  local dc=${first_rdn#*=}
+  sed -e "s|@SUFFIX@|$suffix|g" -e "s|@SUFFIXDC@|$dc|g" -e "s|@ROOTDN@|$rootdn|g" \
+      -e "s|@ROOTPW@|$rootpw|g" -e "s|@DBDIR@|$2/data|g" -e "s|@RUNDIR@|$2/run|g" \
+      -e "s|@MODULEDIR@|$moduledir|g" -e "s|@SCHEMADIR@|$sysschema|g" \
+      -e "s|@TCSSCHEMA@|$2/tcs-schema.ldif|g" -e "s|@LOGLEVEL@|$loglevel|g" "$1"
+}
+
+cmd_init() {
+  local dir=${1:?usage: slapd.sh init DIR}
+  case "${suffix%%=*}" in dc|DC) ;; *) die "TCS_SUFFIX=$suffix: the suffix must start with dc= (e.g. dc=example,dc=org)";; esac
+  [ -e "$dir/slapd.d/cn=config.ldif" ] && die "$dir already holds a slapd configuration (slapd.sh down $dir first)"
+  mkdir -p "$dir/slapd.d" "$dir/data" "$dir/run"
+  dir=$(cd "$dir" && pwd)
+  cp "$schema_dir/tcs.ldif" "$dir/tcs-schema.ldif"
+  {
+    render "$schema_dir/slapd.ldif" "$dir"
+    for o in $overlays; do
+      [ -f "$schema_dir/overlay-$o.ldif" ] || die "TCS_OVERLAYS: unknown overlay $o (have: syncprov dds)"
+      echo
+      render "$schema_dir/overlay-$o.ldif" "$dir"
+    done
+  } >"$dir/config.ldif"
+  local slapadd
+  slapadd=$(find_bin slapadd) || die "slapadd not found (run: slapd.sh install)"
+  "$slapadd" -n0 -F "$dir/slapd.d" -l "$dir/config.ldif" >"$dir/run/slapadd.log" 2>&1 \
+    || die "loading the configuration failed: $(cat "$dir/run/slapadd.log")"
+  render "$schema_dir/base.ldif" "$dir" >"$dir/base.ldif"
+  "$slapadd" -n1 -F "$dir/slapd.d" -l "$dir/base.ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "loading the base entries failed: $(cat "$dir/run/slapadd.log")"
+}
+
+wait_up() { # wait_up URL PIDFILE-or-empty
+  local url=$1 i
+  for i in $(seq 1 100); do
+    if ldapsearch -x -LLL -H "$url" -s base -b "" namingContexts >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+cmd_start() {
+  local dir=${1:?usage: slapd.sh start DIR PORT} port=${2:?usage: slapd.sh start DIR PORT}
+  dir=$(cd "$dir" && pwd)
+  local url="ldap://127.0.0.1:$port"
+  if [ -f "$dir/run/slapd.pid" ] && kill -0 "$(cat "$dir/run/slapd.pid")" 2>/dev/null; then
+    echo "slapd.sh: slapd already running (pid $(cat "$dir/run/slapd.pid")) at $url" >&2; return 0
+  fi
+  if ldapsearch -x -LLL -H "$url" -s base -b "" >/dev/null 2>&1; then
+    die "port $port already has an LDAP server that is not ours; set TCS_LDAP_PORT to a free port"
+  fi
+  local bin; bin=$(slapd_bin) || die "slapd not found (run: slapd.sh install)"
+  "$bin" -h "$url/" -F "$dir/slapd.d" 2>"$dir/run/slapd.log" \
+    || die "slapd failed to start: $(tail -5 "$dir/run/slapd.log")"
+  wait_up "$url" || die "slapd did not answer at $url within 10 s: $(tail -5 "$dir/run/slapd.log")"
+}
+
+cmd_run() {
+  local dir=${1:?usage: slapd.sh run DIR URLS...}; shift
+  local bin; bin=$(slapd_bin) || die "slapd not found (run: slapd.sh install)"
+  exec "$bin" -d "${TCS_DEBUG:-0}" -h "$*" -F "$dir/slapd.d"
+}
+
+cmd_stop() {
+  local dir=${1:?usage: slapd.sh stop DIR}
+  local pidf="$dir/run/slapd.pid"
+  [ -f "$pidf" ] || return 0
+  local pid; pid=$(cat "$pidf")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { kill -9 "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$pidf"
+}
+
+cmd_up() {
+  local dir=${1:?usage: slapd.sh up DIR PORT} port=${2:?usage: slapd.sh up DIR PORT}
+  cmd_install
+  [ -e "$dir/slapd.d/cn=config.ldif" ] || cmd_init "$dir"
+  cmd_start "$dir" "$port"
+  echo "slapd is up at ldap://127.0.0.1:$port  base $suffix  admin $rootdn / $rootpw  (data in $dir)"
+}
+
+cmd_down() {
+  local dir=${1:?usage: slapd.sh down DIR}
+  cmd_stop "$dir"
+  rm -rf "$dir"
+}
+
+sub=${1:-}; shift || true
+case "$sub" in
+  install) cmd_install "$@";;
+  init) cmd_init "$@";;
+  start) cmd_start "$@";;
+  run) cmd_run "$@";;
+  stop) cmd_stop "$@";;
+  up) cmd_up "$@";;
+  down) cmd_down "$@";;
+  *) sed -n '2,20p' "$0" >&2; exit 2;;
+esac
