@@ -1,0 +1,291 @@
+package ldapdir
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/sirupsen/logrus"
+)
+
+// Config says how to reach and bind to the directory.
+type Config struct {
+	URL          string // ldap://host:port, ldaps://host:port or ldapi://%2Fpath%2Fto%2Fsocket
+	BaseDN       string // e.g. dc=example,dc=org
+	BindDN       string // "" = anonymous
+	BindPassword string
+	StartTLS     bool        // upgrade an ldap:// connection with StartTLS
+	TLS          *tls.Config // for ldaps:// and StartTLS; nil = system roots
+	// Timeout bounds each operation and each dial (default 5s). The watch
+	// connection has no operation timeout: it would cut the persistent search.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between redials
+	// (defaults 100ms and 5s).
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 logrus.FieldLogger
+}
+
+func (c *Config) fill() error {
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		c.Logger = l
+	}
+	if err := CheckURL(c.URL); err != nil {
+		return err
+	}
+	if c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldap://") {
+		return fmt.Errorf("ldapdir: StartTLS needs an ldap:// URL, not %q", c.URL)
+	}
+	if _, err := ldap.ParseDN(c.BaseDN); err != nil || c.BaseDN == "" {
+		return fmt.Errorf("ldapdir: base DN %q is not a DN", c.BaseDN)
+	}
+	return nil
+}
+
+// CheckURL validates a directory URL: scheme ldap, ldaps or ldapi, and a host
+// for the network schemes.
+func CheckURL(raw string) error {
+	if raw == "" {
+		return errors.New("ldapdir: directory URL is empty")
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return fmt.Errorf("ldapdir: directory URL %q has no scheme (want ldap://, ldaps:// or ldapi://)", raw)
+	}
+	switch strings.ToLower(scheme) {
+	case "ldapi":
+		host, _, _ := strings.Cut(rest, "/")
+		if _, err := url.PathUnescape(host); err != nil {
+			return fmt.Errorf("ldapdir: directory URL %q: bad socket path: %v", raw, err)
+		}
+		return nil
+	case "ldap", "ldaps":
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("ldapdir: directory URL %q: %v", raw, err)
+		}
+		if u.Host == "" {
+			return fmt.Errorf("ldapdir: directory URL %q has no host", raw)
+		}
+		if p := u.Port(); p != "" {
+			var n int
+			if _, err := fmt.Sscanf(p, "%d", &n); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("ldapdir: directory URL %q: bad port %q", raw, p)
+			}
+		}
+		if u.Path != "" && u.Path != "/" {
+			return fmt.Errorf("ldapdir: directory URL %q: a server URL has no path", raw)
+		}
+		return nil
+	default:
+		return fmt.Errorf("ldapdir: directory URL %q: unsupported scheme %q (want ldap, ldaps or ldapi)", raw, scheme)
+	}
+}
+
+// dial opens and binds one connection. opTimeout 0 leaves the connection
+// without an operation timeout (for persistent searches).
+func (c *Config) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn, error) {
+	dialer := &net.Dialer{Timeout: c.Timeout}
+	if dl, ok := ctx.Deadline(); ok {
+		dialer.Deadline = dl
+	}
+	conn, err := ldap.DialURL(c.URL, ldap.DialWithDialer(dialer), ldap.DialWithTLSConfig(c.tlsConfig()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w (%v)", c.URL, ErrUnavailable, unwrapNet(err))
+	}
+	conn.SetTimeout(c.Timeout) // for StartTLS and bind
+	if c.StartTLS {
+		if err := conn.StartTLS(c.tlsConfig()); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("StartTLS with %s: %w", c.URL, err)
+		}
+	}
+	if c.BindDN != "" {
+		if err := conn.Bind(c.BindDN, c.BindPassword); err != nil {
+			conn.Close()
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+				return nil, fmt.Errorf("bind to %s as %s: wrong DN or password (%v)", c.URL, c.BindDN, err)
+			}
+			return nil, translate(fmt.Sprintf("bind to %s as %s", c.URL, c.BindDN), err)
+		}
+	}
+	conn.SetTimeout(opTimeout)
+	return conn, nil
+}
+
+func (c *Config) tlsConfig() *tls.Config {
+	if c.TLS != nil {
+		return c.TLS
+	}
+	host := ""
+	if u, err := url.Parse(c.URL); err == nil {
+		host = u.Hostname()
+	}
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+}
+
+func unwrapNet(err error) error {
+	var le *ldap.Error
+	if errors.As(err, &le) && le.Err != nil {
+		return le.Err
+	}
+	return err
+}
+
+// Dir is a handle on the tcs directory: one shared connection for reads and
+// writes, redialled on demand after it breaks. Safe for concurrent use.
+type Dir struct {
+	cfg Config
+	log logrus.FieldLogger
+
+	mu      sync.Mutex
+	conn    *ldap.Conn
+	closed  bool
+	backoff backoff
+}
+
+// Open checks cfg and returns a Dir. It does not dial: the first operation
+// does (use Ping to check the directory is there).
+func Open(cfg Config) (*Dir, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Dir{cfg: cfg, log: cfg.Logger, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}, nil
+}
+
+// Close closes the connection. Idempotent.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+	return nil
+}
+
+// BaseDN returns the suffix tcs lives under.
+func (d *Dir) BaseDN() string { return d.cfg.BaseDN }
+
+// ServicesDN, SetsDN and LocationsDN are the three containers.
+func (d *Dir) ServicesDN() string  { return "ou=services," + d.cfg.BaseDN }
+func (d *Dir) SetsDN() string      { return "ou=smartsets," + d.cfg.BaseDN }
+func (d *Dir) LocationsDN() string { return "ou=locations," + d.cfg.BaseDN }
+
+// ServiceDN, SetDN and LocationDN name one entry.
+func (d *Dir) ServiceDN(name string) string {
+	return "cn=" + ldap.EscapeDN(name) + "," + d.ServicesDN()
+}
+func (d *Dir) SetDN(name string) string { return "cn=" + ldap.EscapeDN(name) + "," + d.SetsDN() }
+func (d *Dir) LocationDN(name string) string {
+	return "cn=" + ldap.EscapeDN(name) + "," + d.LocationsDN()
+}
+
+// Ping dials (if needed) and reads the root DSE.
+func (d *Dir) Ping(ctx context.Context) error {
+	return d.do(ctx, "ping", func(c *ldap.Conn) error {
+		_, err := c.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"supportedControl"}, nil))
+		return err
+	})
+}
+
+// do runs op on the shared connection, dialling it first when needed. A
+// network error drops the connection so the next call redials; the error is
+// returned (writes are not retried behind the caller's back).
+func (d *Dir) do(ctx context.Context, what string, op func(*ldap.Conn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := d.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = op(c)
+	if err != nil && isNetwork(err) {
+		d.drop(c)
+	}
+	return translate(what, err)
+}
+
+// get returns the live connection or dials one. Dials after a failure wait
+// for the backoff so a dead server is not hammered.
+func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if d.conn != nil && !d.conn.IsClosing() {
+		return d.conn, nil
+	}
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
+	if wait := d.backoff.wait(); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	c, err := d.cfg.dial(ctx, d.cfg.Timeout)
+	if err != nil {
+		d.backoff.fail()
+		return nil, err
+	}
+	d.backoff.reset()
+	d.conn = c
+	return c, nil
+}
+
+func (d *Dir) drop(c *ldap.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == c {
+		d.conn.Close()
+		d.conn = nil
+	}
+}
+
+// backoff is exponential with full jitter, capped.
+type backoff struct {
+	min, max time.Duration
+	fails    int
+}
+
+func (b *backoff) fail()  { b.fails++ }
+func (b *backoff) reset() { b.fails = 0 }
+
+// wait returns how long to wait before the next attempt: 0 after a success.
+func (b *backoff) wait() time.Duration {
+	if b.fails == 0 {
+		return 0
+	}
+	d := b.min << min(b.fails-1, 16)
+	if d > b.max || d <= 0 {
+		d = b.max
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,141 @@
+package ldapdir
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"tcs/smartset"
+)
+
+// Entry is one directory entry: its DN and attributes, names lower-cased.
+type Entry struct {
+	DN    string
+	UUID  string // entryUUID when known (watch events)
+	Attrs map[string][]string
+}
+
+// Get returns the first value of attribute name, "" when absent.
+func (e Entry) Get(name string) string {
+	if v := e.Attrs[strings.ToLower(name)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Values returns every value of attribute name.
+func (e Entry) Values(name string) []string { return e.Attrs[strings.ToLower(name)] }
+
+// HasClass reports whether the entry has objectClass class.
+func (e Entry) HasClass(class string) bool {
+	for _, c := range e.Values("objectclass") {
+		if strings.EqualFold(c, class) {
+			return true
+		}
+	}
+	return false
+}
+
+func fromLDAP(le *ldap.Entry) Entry {
+	e := Entry{DN: le.DN, Attrs: make(map[string][]string, len(le.Attributes))}
+	for _, a := range le.Attributes {
+		name := strings.ToLower(a.Name)
+		e.Attrs[name] = append(e.Attrs[name], a.Values...)
+	}
+	if u := e.Get("entryuuid"); u != "" {
+		e.UUID = u
+	}
+	return e
+}
+
+// Attributes read for each kind of entry.
+var (
+	setAttrs      = []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "description", "entryUUID"}
+	serviceAttrs  = []string{"objectClass", "cn", "geoLocation", "tcsEndpoint", "tcsCapacity", "description", "entryTtl", "entryUUID"}
+	locationAttrs = []string{"objectClass", "cn", "tcsCoordinates", "tcsDatabaseURL", "description", "entryUUID"}
+)
+
+// ToSet converts a smartSet entry.
+func ToSet(e Entry) (smartset.Set, error) {
+	s := smartset.Set{
+		DN:             e.DN,
+		Name:           e.Get("cn"),
+		Location:       e.Get("geolocation"),
+		Owner:          e.Get("owner"),
+		Query:          e.Get("tcsquery"),
+		ReleaseRequest: e.Get("tcsreleaserequest"),
+		Description:    e.Get("description"),
+	}
+	if s.Name == "" {
+		s.Name = rdnValue(e.DN)
+	}
+	if v := e.Get("tcsepoch"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("%s: tcsEpoch %q is not an integer", e.DN, v)
+		}
+		s.Epoch = n
+	}
+	return s, nil
+}
+
+// ToService converts a tcsService entry.
+func ToService(e Entry) (smartset.Service, error) {
+	s := smartset.Service{
+		DN:       e.DN,
+		Name:     e.Get("cn"),
+		Location: e.Get("geolocation"),
+		Endpoint: e.Get("tcsendpoint"),
+	}
+	if s.Name == "" {
+		s.Name = rdnValue(e.DN)
+	}
+	if v := e.Get("tcscapacity"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return s, fmt.Errorf("%s: tcsCapacity %q is not a non-negative integer", e.DN, v)
+		}
+		s.Capacity = n
+	}
+	if v := e.Get("entryttl"); v != "" {
+		s.TTL, _ = strconv.Atoi(v)
+	}
+	return s, nil
+}
+
+// ToLocation converts a tcsLocation entry. Bad coordinates are an error;
+// readers leave such a location out, which ranks its sets exactly as
+// "distance unknown" would.
+func ToLocation(e Entry) (smartset.Location, error) {
+	l := smartset.Location{
+		DN:          e.DN,
+		Name:        e.Get("cn"),
+		DatabaseURL: e.Get("tcsdatabaseurl"),
+	}
+	if l.Name == "" {
+		l.Name = rdnValue(e.DN)
+	}
+	if v := e.Get("tcscoordinates"); v != "" {
+		lat, lon, err := smartset.ParseCoordinates(v)
+		if err != nil {
+			return l, fmt.Errorf("%s: tcsCoordinates: %w", e.DN, err)
+		}
+		l.HasCoordinates, l.Lat, l.Lon = true, lat, lon
+	}
+	return l, nil
+}
+
+// rdnValue returns the value of the first RDN of dn ("" when unparsable).
+func rdnValue(dn string) string {
+	d, err := ldap.ParseDN(dn)
+	if err != nil || len(d.RDNs) == 0 || len(d.RDNs[0].Attributes) == 0 {
+		return ""
+	}
+	return d.RDNs[0].Attributes[0].Value
+}
+
+// RDNValue returns the value of the first RDN of dn: the cn of a service or
+// set DN ("" when dn does not parse).
+func RDNValue(dn string) string { return rdnValue(dn) }

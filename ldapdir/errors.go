@@ -1,0 +1,60 @@
+package ldapdir
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrConflict: a compare-and-swap lost its race (the assertion on the
+	// epoch failed, LDAP result 122). Normal: re-read and decide again.
+	ErrConflict = errors.New("ldapdir: conflict: the entry changed since it was read")
+	// ErrNotFound: the entry does not exist (LDAP result 32).
+	ErrNotFound = errors.New("ldapdir: no such entry")
+	// ErrExists: an add found the entry already there (LDAP result 68).
+	ErrExists = errors.New("ldapdir: entry already exists")
+	// ErrUnavailable: the directory could not be reached or the connection
+	// broke during the operation. Safe to retry after a re-read.
+	ErrUnavailable = errors.New("ldapdir: directory unavailable")
+	// ErrLeaseLost: the lease entry is gone (expired or deleted); the agent
+	// must stop acting as owner and register again.
+	ErrLeaseLost = errors.New("ldapdir: lease lost")
+	// ErrClosed: the Dir or Lease was closed.
+	ErrClosed = errors.New("ldapdir: closed")
+	// ErrNoSyncprov: the server does not offer RFC 4533 content
+	// synchronization on the watched base.
+	ErrNoSyncprov = errors.New("ldapdir: server has no syncprov")
+)
+
+// translate maps go-ldap errors onto the sentinels, keeping the original
+// for the message.
+func translate(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var sentinel error
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultAssertionFailed):
+		sentinel = ErrConflict
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		sentinel = ErrNotFound
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists):
+		sentinel = ErrExists
+	case isNetwork(err):
+		sentinel = ErrUnavailable
+	}
+	if sentinel == nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w (%v)", op, sentinel, err)
+}
+
+// isNetwork reports errors after which the connection is not usable.
+func isNetwork(err error) bool {
+	return ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultServerDown,
+		ldap.LDAPResultUnavailable, ldap.LDAPResultBusy, ldap.LDAPResultTimeout,
+		ldap.LDAPResultConnectError)
+}

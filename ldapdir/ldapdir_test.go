@@ -1,0 +1,504 @@
+package ldapdir_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+func open(t *testing.T, s *ldaptest.Server) *ldapdir.Dir {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func addSet(t *testing.T, s *ldaptest.Server, name, loc string) {
+	t.Helper()
+	s.Apply(fmt.Sprintf("dn: cn=%s,ou=smartsets,%s\nobjectClass: smartSet\ncn: %s\ngeoLocation: %s\n", name, s.BaseDN, name, loc))
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// 32 goroutines on separate connections race to claim one unowned set:
+// exactly one wins, 31 get ErrConflict, and the epoch is exactly 1.
+func TestClaimRaceExactlyOneWins(t *testing.T) {
+	s := ldaptest.Start(t)
+	addSet(t, s, "race", "Texas")
+	const n = 32
+	dirs := make([]*ldapdir.Dir, n)
+	for i := range dirs {
+		dirs[i] = open(t, s)
+		if err := dirs[i].Ping(ctxT(t, 5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := ctxT(t, 30*time.Second)
+	var (
+		wg        sync.WaitGroup
+		start     = make(chan struct{})
+		mu        sync.Mutex
+		wins      []string
+		conflicts int
+		others    []error
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			me := dirs[i].ServiceDN(fmt.Sprintf("agent-%02d", i))
+			<-start
+			got, err := dirs[i].Claim(ctx, "race", 0, me)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins = append(wins, me)
+				if got.Epoch != 1 || !smartset.SameDN(got.Owner, me) {
+					others = append(others, fmt.Errorf("winner's post-read: owner %q epoch %d", got.Owner, got.Epoch))
+				}
+			case errors.Is(err, ldapdir.ErrConflict):
+				conflicts++
+			default:
+				others = append(others, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(others) > 0 {
+		t.Fatalf("unexpected errors: %v", others)
+	}
+	if len(wins) != 1 || conflicts != n-1 {
+		t.Fatalf("wins=%d conflicts=%d, want 1 and %d", len(wins), conflicts, n-1)
+	}
+	set, err := dirs[0].Set(ctx, "race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Epoch != 1 || !smartset.SameDN(set.Owner, wins[0]) {
+		t.Fatalf("entry: owner %q epoch %d, want %q epoch 1", set.Owner, set.Epoch, wins[0])
+	}
+}
+
+// A stale writer that read epoch N cannot overwrite after the set moved to
+// N+1, even when the owner went back to the value it read (no ABA).
+func TestStaleWriterNoABA(t *testing.T) {
+	s := ldaptest.Start(t)
+	addSet(t, s, "aba", "Texas")
+	d := open(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	a, b := d.ServiceDN("a"), d.ServiceDN("b")
+	if _, err := d.Claim(ctx, "aba", 0, a); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := d.Set(ctx, "aba") // the stale writer reads owner a, epoch 1
+	if err != nil || stale.Epoch != 1 {
+		t.Fatalf("read: %+v %v", stale, err)
+	}
+	if _, err := d.Transfer(ctx, "aba", 1, b); err != nil { // a -> b, epoch 2
+		t.Fatal(err)
+	}
+	if _, err := d.Transfer(ctx, "aba", 2, a); err != nil { // b -> a, epoch 3: owner is "a" again
+		t.Fatal(err)
+	}
+	if _, err := d.Claim(ctx, "aba", stale.Epoch, d.ServiceDN("stale")); !errors.Is(err, ldapdir.ErrConflict) {
+		t.Fatalf("stale claim: err = %v, want ErrConflict", err)
+	}
+	if _, err := d.Release(ctx, "aba", stale.Epoch); !errors.Is(err, ldapdir.ErrConflict) {
+		t.Fatalf("stale release: err = %v, want ErrConflict", err)
+	}
+	if err := d.RequestRelease(ctx, "aba", stale.Epoch, b); !errors.Is(err, ldapdir.ErrConflict) {
+		t.Fatalf("stale request: err = %v, want ErrConflict", err)
+	}
+	got, _ := d.Set(ctx, "aba")
+	if got.Epoch != 3 || !smartset.SameDN(got.Owner, a) || got.ReleaseRequest != "" {
+		t.Fatalf("entry after stale writes: %+v", got)
+	}
+}
+
+// The release-request handshake: request under the epoch, transfer clears it.
+func TestRequestAndTransfer(t *testing.T) {
+	s := ldaptest.Start(t)
+	addSet(t, s, "hs", "Texas")
+	d := open(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	ca, tx := d.ServiceDN("california"), d.ServiceDN("texas")
+	if _, err := d.Claim(ctx, "hs", 0, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RequestRelease(ctx, "hs", 1, tx); err != nil {
+		t.Fatal(err)
+	}
+	set, _ := d.Set(ctx, "hs")
+	if !smartset.SameDN(set.ReleaseRequest, tx) || set.Epoch != 1 {
+		t.Fatalf("after request: %+v", set)
+	}
+	got, err := d.Transfer(ctx, "hs", 1, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !smartset.SameDN(got.Owner, tx) || got.Epoch != 2 || got.ReleaseRequest != "" {
+		t.Fatalf("after transfer: %+v", got)
+	}
+	if err := d.RequestRelease(ctx, "hs", 2, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ClearRequest(ctx, "hs", 2); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := d.Release(ctx, "hs", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Owner != "" || rel.Epoch != 3 || rel.ReleaseRequest != "" {
+		t.Fatalf("after release: %+v", rel)
+	}
+	if _, err := d.Claim(ctx, "no-such-set", 0, ca); !errors.Is(err, ldapdir.ErrNotFound) {
+		t.Fatalf("claim of a missing set: %v, want ErrNotFound", err)
+	}
+}
+
+func drain(t *testing.T, w *ldapdir.Watch, until time.Duration, stop func(ldapdir.Event) bool) []ldapdir.Event {
+	t.Helper()
+	var got []ldapdir.Event
+	deadline := time.After(until)
+	for {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok {
+				t.Fatalf("watch ended early; status %+v", w.Status())
+			}
+			got = append(got, ev)
+			if stop(ev) {
+				return got
+			}
+		case <-deadline:
+			return got
+		}
+	}
+}
+
+func waitSynced(t *testing.T, w *ldapdir.Watch) {
+	t.Helper()
+	evs := drain(t, w, 10*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced })
+	if len(evs) == 0 || evs[len(evs)-1].Type != ldapdir.EventSynced {
+		t.Fatalf("watch never synced; status %+v", w.Status())
+	}
+}
+
+// A lease whose refreshing stops is deleted by the server, and a running
+// watch reports the delete within TTL + 2 s.
+func TestLeaseExpiryIsWatched(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	w := d.Watch(ctx, ldapdir.WatchSpec{Base: d.ServicesDN(), Scope: ldapdir.ScopeOne, Filter: "(objectClass=tcsService)", Attrs: []string{"cn"}})
+	defer w.Close()
+	waitSynced(t, w)
+
+	lease, err := d.Register(ctx, smartset.Service{Name: "tcs-texas-1", Location: "Texas", Endpoint: "http://127.0.0.1:1"}, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// entryTtl reads as the seconds left: 3 (or 2 once a second passed),
+	// not the server's default of 10.
+	if out := s.Search(lease.DN(), "(objectClass=*)", "entryTtl"); !strings.Contains(out, "entryTtl: 3") && !strings.Contains(out, "entryTtl: 2") {
+		t.Fatalf("entryTtl not set to 3:\n%s", out)
+	}
+	stopped := time.Now() // no Run: refreshing has stopped
+	evs := drain(t, w, 3*time.Second+2*time.Second, func(ev ldapdir.Event) bool {
+		return ev.Type == ldapdir.EventDelete && smartset.SameDN(ev.Entry.DN, lease.DN())
+	})
+	if len(evs) == 0 || evs[len(evs)-1].Type != ldapdir.EventDelete {
+		t.Fatalf("no delete within TTL+2s of the last refresh; events %v", evs)
+	}
+	t.Logf("delete seen %v after the last refresh (TTL 3s)", time.Since(stopped).Round(10*time.Millisecond))
+	if err := lease.Refresh(ctx); !errors.Is(err, ldapdir.ErrLeaseLost) || !lease.Lost() || lease.Valid(time.Hour) {
+		t.Fatalf("refresh of an expired lease: %v lost=%v", err, lease.Lost())
+	}
+}
+
+// A lease kept by Run outlives its TTL; Close deletes it; registering over a
+// leftover entry of the same name takes it over.
+func TestLeaseRunAndClose(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	svc := smartset.Service{Name: "a1", Location: "Japan", Endpoint: "http://127.0.0.1:2", Capacity: 7}
+	l, err := d.Register(ctx, svc, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var refreshes, failures int
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(runCtx, func(err error, took time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures++
+			} else {
+				refreshes++
+			}
+		})
+	}()
+	time.Sleep(5 * time.Second) // 2.5 TTLs
+	svcs, err := d.Services(ctx)
+	if err != nil || len(svcs) != 1 || svcs[0].Capacity != 7 || svcs[0].Location != "Japan" {
+		t.Fatalf("services while refreshed: %+v %v", svcs, err)
+	}
+	if !l.Valid(2 * time.Second) {
+		t.Fatal("lease not valid while refreshed")
+	}
+	stop()
+	<-done
+	mu.Lock()
+	if refreshes < 5 || failures != 0 {
+		t.Errorf("refreshes=%d failures=%d over 5s at TTL/3", refreshes, failures)
+	}
+	mu.Unlock()
+
+	// A new run of the same agent before the old entry expired.
+	l2, err := d.Register(ctx, smartset.Service{Name: "a1", Location: "Texas"}, 2*time.Second)
+	if err != nil {
+		t.Fatalf("register over a leftover entry: %v", err)
+	}
+	svcs, _ = d.Services(ctx)
+	if len(svcs) != 1 || svcs[0].Location != "Texas" || svcs[0].Capacity != 0 || svcs[0].Endpoint != "" {
+		t.Fatalf("re-registered entry: %+v", svcs)
+	}
+	if err := l2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Close(ctx); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if svcs, _ := d.Services(ctx); len(svcs) != 0 {
+		t.Fatalf("entry left after Close: %+v", svcs)
+	}
+}
+
+type view map[string]string // DN key -> geoLocation
+
+func (v view) apply(ev ldapdir.Event) {
+	switch ev.Type {
+	case ldapdir.EventUpsert:
+		v[smartset.Key(ev.Entry.DN)] = ev.Entry.Get("geoLocation")
+	case ldapdir.EventDelete:
+		delete(v, smartset.Key(ev.Entry.DN))
+	}
+}
+
+// A watch running while slapd is stopped and restarted reports every change
+// made after the restart, and misses none made while it was reconnecting.
+func TestWatchSurvivesRestart(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	for i := range 10 {
+		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
+	}
+	ctx := ctxT(t, 60*time.Second)
+	// The watch redials only 1–2 s after the restart, so the first changes
+	// below are surely made while it is away.
+	wd, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 2 * time.Second, MaxBackoff: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wd.Close()
+	w := wd.Watch(ctx, ldapdir.WatchSpec{Base: d.SetsDN(), Scope: ldapdir.ScopeOne, Filter: "(objectClass=smartSet)", Attrs: []string{"geoLocation"}})
+	defer w.Close()
+	v := view{}
+	for _, ev := range drain(t, w, 10*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced }) {
+		v.apply(ev)
+	}
+	if len(v) != 10 {
+		t.Fatalf("initial view has %d sets, want 10", len(v))
+	}
+	// A change before the restart, seen live.
+	s.Apply("dn: cn=s00,ou=smartsets," + s.BaseDN + "\nchangetype: modify\nreplace: geoLocation\ngeoLocation: Japan\n")
+	for _, ev := range drain(t, w, 5*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventUpsert }) {
+		v.apply(ev)
+	}
+
+	s.Restart(1500 * time.Millisecond)
+	// Changes made at once after the restart, while the watch is still
+	// reconnecting: a modify, a delete and an add.
+	s.Apply("dn: cn=s01,ou=smartsets," + s.BaseDN + "\nchangetype: modify\nreplace: geoLocation\ngeoLocation: California\n")
+	s.Apply("dn: cn=s02,ou=smartsets," + s.BaseDN + "\nchangetype: delete\n")
+	addSet(t, s, "new1", "Oregon")
+	resync := drain(t, w, 15*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced })
+	for _, ev := range resync {
+		v.apply(ev)
+	}
+	if _, ok := v[smartset.Key(d.SetDN("s02"))]; ok {
+		t.Fatalf("delete made while the watch was away not reported in its resync: %v", resync)
+	}
+	if st := w.Status(); st.Reconnects < 1 || !st.Synced || st.Mode != "syncrepl" {
+		t.Fatalf("status after restart: %+v", st)
+	}
+	// And changes after the watch is back.
+	s.Apply("dn: cn=s03,ou=smartsets," + s.BaseDN + "\nchangetype: delete\n")
+	addSet(t, s, "new2", "Japan")
+	s.Apply("dn: cn=s04,ou=smartsets," + s.BaseDN + "\nchangetype: modify\nreplace: geoLocation\ngeoLocation: Japan\n")
+	want := map[string]string{}
+	sets, err := d.Sets(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sets {
+		want[smartset.Key(st.DN)] = st.Location
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !equalView(v, want) && time.Now().Before(deadline) {
+		for _, ev := range drain(t, w, 200*time.Millisecond, func(ldapdir.Event) bool { return false }) {
+			v.apply(ev)
+		}
+	}
+	if !equalView(v, want) {
+		t.Fatalf("watch view differs from the directory:\n got %v\nwant %v", v, want)
+	}
+}
+
+func equalView(a view, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Against a server without syncprov the watch falls back to polling and
+// still reports adds, changes and deletes.
+func TestWatchPollsWithoutSyncprov(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithOverlays("dds"))
+	addSet(t, s, "p1", "Texas")
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	w := d.Watch(ctx, ldapdir.WatchSpec{Base: d.SetsDN(), Scope: ldapdir.ScopeOne, Filter: "(objectClass=smartSet)",
+		Attrs: []string{"geoLocation"}, PollInterval: 200 * time.Millisecond})
+	defer w.Close()
+	v := view{}
+	for _, ev := range drain(t, w, 10*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced }) {
+		v.apply(ev)
+	}
+	if st := w.Status(); st.Mode != "poll" || !st.Synced || len(v) != 1 {
+		t.Fatalf("status %+v view %v", st, v)
+	}
+	addSet(t, s, "p2", "Japan")
+	s.Apply("dn: cn=p1,ou=smartsets," + s.BaseDN + "\nchangetype: modify\nreplace: geoLocation\ngeoLocation: California\n")
+	s.Apply("dn: cn=p2,ou=smartsets," + s.BaseDN + "\nchangetype: delete\n")
+	addSet(t, s, "p3", "Japan")
+	want := map[string]string{smartset.Key(d.SetDN("p1")): "California", smartset.Key(d.SetDN("p3")): "Japan"}
+	deadline := time.Now().Add(5 * time.Second)
+	for !equalView(v, want) && time.Now().Before(deadline) {
+		for _, ev := range drain(t, w, 200*time.Millisecond, func(ldapdir.Event) bool { return false }) {
+			v.apply(ev)
+		}
+	}
+	if !equalView(v, want) {
+		t.Fatalf("poll view %v, want %v", v, want)
+	}
+}
+
+// The shared connection comes back after the server restarts.
+func TestDirRedialsAfterRestart(t *testing.T) {
+	s := ldaptest.Start(t)
+	addSet(t, s, "r1", "Texas")
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := d.Set(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if _, err := d.Set(ctx, "r1"); !errors.Is(err, ldapdir.ErrUnavailable) {
+		t.Fatalf("read while down: %v, want ErrUnavailable", err)
+	}
+	s.Start()
+	var err error
+	for range 50 {
+		if _, err = d.Set(ctx, "r1"); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("still failing after the restart: %v", err)
+}
+
+func TestSnapshotReadsEverything(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	d := open(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	snap, err := d.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Locations) != 3 || len(snap.Sets) < 9 || len(snap.Services) != 0 {
+		t.Fatalf("snapshot: %d locations, %d sets, %d services", len(snap.Locations), len(snap.Sets), len(snap.Services))
+	}
+	tx, ok := snap.Location("texas")
+	if !ok || !tx.HasCoordinates || tx.Lat < 30 || tx.Lat > 31 {
+		t.Fatalf("Texas location: %+v", tx)
+	}
+	for _, st := range snap.Sets {
+		if st.Query == "" || st.Location == "" || st.Owner != "" || st.Epoch != 0 {
+			t.Errorf("set %+v", st)
+		}
+	}
+}
+
+func TestConnectionErrorsAreClear(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, 10*time.Second)
+	for _, tc := range []struct {
+		name, url, pw, want string
+	}{
+		{"no scheme", "127.0.0.1:389", "", "no scheme"},
+		{"bad scheme", "http://127.0.0.1:389", "", "unsupported scheme"},
+		{"no host", "ldap://", "", "no host"},
+		{"bad port", "ldap://127.0.0.1:99999", "", "bad port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ldapdir.Open(ldapdir.Config{URL: tc.url, BaseDN: s.BaseDN})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open(%q) = %v, want %q", tc.url, err, tc.want)
+			}
+		})
+	}
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Ping(ctx); err == nil || !strings.Contains(err.Error(), "wrong DN or password") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	down, _ := ldapdir.Open(ldapdir.Config{URL: "ldap://127.0.0.1:1", BaseDN: s.BaseDN})
+	defer down.Close()
+	if err := down.Ping(ctx); !errors.Is(err, ldapdir.ErrUnavailable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("server down: %v", err)
+	}
+}

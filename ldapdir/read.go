@@ -1,0 +1,137 @@
+package ldapdir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"tcs/smartset"
+)
+
+// search runs one search on the shared connection and converts the entries.
+func (d *Dir) search(ctx context.Context, base string, scope int, filter string, attrs []string) ([]Entry, error) {
+	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
+	var res *ldap.SearchResult
+	err := d.do(ctx, fmt.Sprintf("search %s %s", base, filter), func(c *ldap.Conn) error {
+		var err error
+		res, err = c.Search(req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(res.Entries))
+	for _, e := range res.Entries {
+		out = append(out, fromLDAP(e))
+	}
+	return out, nil
+}
+
+// Set reads one SmartSet by name. ErrNotFound when there is none.
+func (d *Dir) Set(ctx context.Context, name string) (smartset.Set, error) {
+	es, err := d.search(ctx, d.SetDN(name), ldap.ScopeBaseObject, "(objectClass=smartSet)", setAttrs)
+	if err != nil {
+		return smartset.Set{}, err
+	}
+	if len(es) == 0 {
+		return smartset.Set{}, fmt.Errorf("set %s: %w", name, ErrNotFound)
+	}
+	return ToSet(es[0])
+}
+
+// Sets reads the SmartSets that match filter (an LDAP filter ANDed with
+// objectClass=smartSet; "" for all). Entries that do not convert are
+// skipped and reported together in the error, after the good ones.
+func (d *Dir) Sets(ctx context.Context, filter string) ([]smartset.Set, error) {
+	f := "(objectClass=smartSet)"
+	if filter != "" {
+		f = "(&(objectClass=smartSet)" + filter + ")"
+	}
+	es, err := d.search(ctx, d.SetsDN(), ldap.ScopeWholeSubtree, f, setAttrs)
+	if err != nil {
+		return nil, err
+	}
+	return convert(es, ToSet)
+}
+
+// SetsOwnedBy reads the sets whose owner is the service ownerDN.
+func (d *Dir) SetsOwnedBy(ctx context.Context, ownerDN string) ([]smartset.Set, error) {
+	return d.Sets(ctx, "(owner="+ldap.EscapeFilter(ownerDN)+")")
+}
+
+// Unowned reads the sets with no owner at all.
+func (d *Dir) Unowned(ctx context.Context) ([]smartset.Set, error) {
+	return d.Sets(ctx, "(!(owner=*))")
+}
+
+// Services reads the live service entries.
+func (d *Dir) Services(ctx context.Context) ([]smartset.Service, error) {
+	es, err := d.search(ctx, d.ServicesDN(), ldap.ScopeSingleLevel, "(objectClass=tcsService)", serviceAttrs)
+	if err != nil {
+		return nil, err
+	}
+	return convert(es, ToService)
+}
+
+// Locations reads the location entries.
+func (d *Dir) Locations(ctx context.Context) ([]smartset.Location, error) {
+	es, err := d.search(ctx, d.LocationsDN(), ldap.ScopeSingleLevel, "(objectClass=tcsLocation)", locationAttrs)
+	if err != nil {
+		return nil, err
+	}
+	return convert(es, ToLocation)
+}
+
+// Snapshot reads services, locations and every set. A bad entry (say an
+// unparsable tcsEpoch) is left out and reported in the error alongside the
+// snapshot of everything else; a failed read returns no snapshot.
+func (d *Dir) Snapshot(ctx context.Context) (*smartset.Snapshot, error) {
+	snap := smartset.NewSnapshot()
+	var bad []error
+	svcs, err := d.Services(ctx)
+	if err != nil && svcs == nil {
+		return nil, err
+	}
+	bad = append(bad, err)
+	locs, err := d.Locations(ctx)
+	if err != nil && locs == nil {
+		return nil, err
+	}
+	bad = append(bad, err)
+	sets, err := d.Sets(ctx, "")
+	if err != nil && sets == nil {
+		return nil, err
+	}
+	bad = append(bad, err)
+	for _, s := range svcs {
+		snap.Services[smartset.Key(s.DN)] = s
+	}
+	for _, l := range locs {
+		snap.Locations[smartset.Key(l.Name)] = l
+	}
+	for _, s := range sets {
+		snap.Sets[smartset.Key(s.Name)] = s
+	}
+	return snap, errors.Join(bad...)
+}
+
+// convert applies to to every entry, keeping the good ones; the error joins
+// the bad ones. The result is non-nil even when empty.
+func convert[T any](es []Entry, to func(Entry) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(es))
+	var bad []error
+	for _, e := range es {
+		v, err := to(e)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, errors.Join(bad...)
+}
+
+// EscapeFilter escapes a value for use inside an LDAP filter (RFC 4515).
+func EscapeFilter(v string) string { return ldap.EscapeFilter(v) }
