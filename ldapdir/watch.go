@@ -437,4 +437,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
