@@ -171,6 +171,13 @@ func Open(cfg Config) (*Dir, error) {
 	return &Dir{cfg: cfg, log: cfg.Logger, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}, nil
 }
 
+// Clone returns a new Dir with the same configuration and a connection of
+// its own: for traffic that must not queue behind bulk reads and writes,
+// such as lease refreshes.
+func (d *Dir) Clone() *Dir {
+	return &Dir{cfg: d.cfg, log: d.log, backoff: backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff}}
+}
+
 // Close closes the connection. Idempotent.
 func (d *Dir) Close() error {
 	d.mu.Lock()
