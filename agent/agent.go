@@ -1,0 +1,343 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// Options configure an Agent. Zero durations take the defaults shown.
+type Options struct {
+	Service smartset.Service // Name, Location, Endpoint, Capacity
+
+	LeaseTTL      time.Duration // 5s; whole seconds
+	RenewDeadline time.Duration // 2/3 of LeaseTTL; must be < LeaseTTL
+
+	ClaimStagger      time.Duration // δ between orphan-claim ranks: 500ms
+	ReconcileInterval time.Duration // level-triggered timer: 2s
+	MoveInterval      time.Duration // move budget window: 1s
+	MoveBudget        int           // release requests per MoveInterval: 16
+	HysteresisKm      float64       // smartset.DefaultHysteresisKm when 0; <0 means 0
+	SweepInterval     time.Duration // safety-net re-read of every set; 0 = off
+
+	Poll         bool          // watch by polling instead of syncrepl
+	PollInterval time.Duration // 2s
+
+	WriteConcurrency int // parallel writes in one reconcile: 8
+
+	Logger  logrus.FieldLogger
+	Metrics *Metrics
+}
+
+func (o *Options) fill() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.LeaseTTL, 5*time.Second)
+	def(&o.RenewDeadline, o.LeaseTTL*2/3)
+	def(&o.ClaimStagger, 500*time.Millisecond)
+	def(&o.ReconcileInterval, 2*time.Second)
+	def(&o.MoveInterval, time.Second)
+	def(&o.PollInterval, 2*time.Second)
+	if o.MoveBudget <= 0 {
+		o.MoveBudget = 16
+	}
+	if o.HysteresisKm == 0 {
+		o.HysteresisKm = smartset.DefaultHysteresisKm
+	} else if o.HysteresisKm < 0 {
+		o.HysteresisKm = 0
+	}
+	if o.WriteConcurrency <= 0 {
+		o.WriteConcurrency = 8
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	switch {
+	case o.Service.Name == "":
+		return errors.New("agent: service name is empty")
+	case o.Service.Location == "":
+		return errors.New("agent: service location is empty")
+	case o.RenewDeadline >= o.LeaseTTL:
+		return fmt.Errorf("agent: renew deadline %v must be shorter than the lease TTL %v", o.RenewDeadline, o.LeaseTTL)
+	}
+	return nil
+}
+
+// Agent is one member of the swarm.
+type Agent struct {
+	opts     Options
+	dir      *ldapdir.Dir
+	leaseDir *ldapdir.Dir // a connection of its own: refreshes never queue behind bulk writes
+	log      logrus.FieldLogger
+	m        *Metrics
+	selfDN   string
+
+	kick chan struct{} // a reconcile is wanted (capacity 1: coalesces)
+
+	mu       sync.Mutex
+	v        *view
+	lease    *ldapdir.Lease
+	claimAt  map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
+	tokens   int                  // move budget left in this window
+	window   time.Time            // start of the budget window
+	watch    *ldapdir.Watch
+	leaving  bool
+	onChange []func(Change)
+
+	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+}
+
+// Change is one ownership change this agent saw happen to a set it owns or
+// now owns (for the table cache).
+type Change struct {
+	Set      smartset.Set
+	Owned    bool // this agent owns the set now
+	Previous smartset.Set
+}
+
+// New returns an agent over dir; Run starts it.
+func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	self := dir.ServiceDN(opts.Service.Name)
+	opts.Service.DN = self
+	return &Agent{
+		opts:     opts,
+		dir:      dir,
+		leaseDir: dir.Clone(),
+		log:      opts.Logger.WithField("agent", opts.Service.Name),
+		m:        opts.Metrics,
+		selfDN:   self,
+		kick:     make(chan struct{}, 1),
+		v:        newView(self, opts.Service.Location),
+		claimAt:  map[string]time.Time{},
+		tokens:   opts.MoveBudget,
+	}, nil
+}
+
+// DN returns the agent's service DN.
+func (a *Agent) DN() string { return a.selfDN }
+
+// OnChange registers f to be called (from the agent's goroutines, without
+// locks held) whenever a set this agent owned or now owns changes.
+func (a *Agent) OnChange(f func(Change)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.onChange = append(a.onChange, f)
+}
+
+// Run registers the agent, watches and reconciles until ctx ends, then
+// leaves gracefully: it hands every owned set to the best other live agent
+// and deletes its lease entry. It returns nil after a graceful leave.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	defer a.watch.Close()
+	defer a.leaseDir.Close()
+
+	loops, lctx := errgroup.WithContext(ctx)
+	loops.Go(func() error { return a.keepLease(lctx) })
+	loops.Go(func() error { return a.follow(lctx) })
+	loops.Go(func() error { return a.reconcileLoop(lctx) })
+	if a.opts.SweepInterval > 0 {
+		loops.Go(func() error { return a.sweep(lctx) })
+	}
+	err := loops.Wait()
+	if ctx.Err() == nil {
+		return err // a loop failed on its own
+	}
+	leaveCtx, cancel := context.WithTimeout(context.Background(), a.opts.LeaseTTL*3)
+	defer cancel()
+	return a.leave(leaveCtx)
+}
+
+// start waits for the directory, registers, starts the watch, and reads what
+// the watch does not cover.
+func (a *Agent) start(ctx context.Context) error {
+	if err := retry(ctx, a.log, "reach the directory", func() error { return a.dir.Ping(ctx) }); err != nil {
+		return err
+	}
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	a.watch = a.dir.Watch(ctx, ldapdir.WatchSpec{
+		Base:         a.dir.BaseDN(),
+		Scope:        ldapdir.ScopeSub,
+		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
+		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsCoordinates", "tcsDatabaseURL", "description"},
+		Poll:         a.opts.Poll,
+		PollInterval: a.opts.PollInterval,
+	})
+	// The first refresh, then everything else once.
+	for synced := false; !synced; {
+		select {
+		case <-ctx.Done():
+			a.watch.Close()
+			return ctx.Err()
+		case ev, ok := <-a.watch.Events():
+			if !ok {
+				return errors.New("agent: watch ended")
+			}
+			a.mu.Lock()
+			a.applyLocked(ctx, ev)
+			synced = a.v.synced
+			a.mu.Unlock()
+		}
+	}
+	if err := retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx) }); err != nil {
+		a.watch.Close()
+		return err
+	}
+	a.log.WithFields(logrus.Fields{"dn": a.selfDN, "location": a.opts.Service.Location, "sets_known": a.knownSets()}).Info("agent registered and watching")
+	return nil
+}
+
+// register adds the lease entry (retrying until the directory answers).
+func (a *Agent) register(ctx context.Context) error {
+	return retry(ctx, a.log, "register the lease", func() error {
+		l, err := a.leaseDir.Register(ctx, a.opts.Service, a.opts.LeaseTTL)
+		if err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.lease = l
+		a.mu.Unlock()
+		return nil
+	})
+}
+
+// rescan reads every set once: the ones the watch does not cover are known
+// only this way (at start and after re-registering).
+func (a *Agent) rescan(ctx context.Context) error {
+	sets, err := a.dir.Sets(ctx, "")
+	if err != nil && sets == nil {
+		return err
+	}
+	if err != nil {
+		a.log.WithError(err).Warn("some smartSet entries are malformed and ignored")
+	}
+	svcs, serr := a.dir.Services(ctx)
+	if serr != nil && svcs == nil {
+		return serr
+	}
+	a.mu.Lock()
+	for _, s := range sets {
+		a.v.putSet(s)
+	}
+	for _, s := range svcs {
+		a.v.snap.Services[smartset.Key(s.DN)] = s
+	}
+	a.mu.Unlock()
+	a.poke()
+	return nil
+}
+
+// sweep re-reads every set now and then (when configured): a safety net
+// for what the focused watch cannot see.
+func (a *Agent) sweep(ctx context.Context) error {
+	t := time.NewTicker(a.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := a.rescan(ctx); err != nil && ctx.Err() == nil {
+				a.log.WithError(err).Warn("sweep failed")
+			}
+		}
+	}
+}
+
+func (a *Agent) knownSets() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.v.snap.Sets)
+}
+
+// poke asks for a reconcile soon.
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// valid reports whether the agent may act as an owner now: registered, not
+// fenced, and its lease renewed within the renew deadline.
+func (a *Agent) valid() bool {
+	a.mu.Lock()
+	l := a.lease
+	a.mu.Unlock()
+	ok := l != nil && !a.fenced.Load() && l.Valid(a.opts.RenewDeadline)
+	if !ok && !a.fenced.Load() {
+		a.fence("lease not renewed within the renew deadline")
+	}
+	return ok
+}
+
+// Valid is valid for the HTTP layer: false while the agent is fenced.
+func (a *Agent) Valid() bool { return a.valid() }
+
+func (a *Agent) fence(why string) {
+	if a.fenced.CompareAndSwap(false, true) {
+		a.m.Fenced.Set(1)
+		a.log.WithField("reason", why).Warn("fenced: acting as owner of nothing until re-registered")
+	}
+}
+
+func (a *Agent) unfence() {
+	if a.fenced.CompareAndSwap(true, false) {
+		a.m.Fenced.Set(0)
+		a.log.Info("unfenced: lease renewed and directory re-read")
+	}
+}
+
+// retry runs f until it succeeds or ctx ends, with capped exponential
+// backoff, logging each failure.
+func retry(ctx context.Context, log logrus.FieldLogger, what string, f func() error) error {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.WithError(err).WithField("attempt", attempt).Warnf("cannot %s; retrying in %v", what, wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}

@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// In-process agents under the race detector; e2e/ runs them as processes.
+
+type running struct {
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, s *ldaptest.Server, name, loc string) *running {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	if testing.Verbose() {
+		log.SetOutput(tWriter{t})
+	}
+	a, err := New(d, Options{
+		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://127.0.0.1:1"},
+		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx); d.Close() }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+	r.done <- nil // stop is idempotent
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func snapshot(t *testing.T, s *ldaptest.Server) *smartset.Snapshot {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	snap, err := d.Snapshot(context.Background())
+	if snap == nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func eventually(t *testing.T, within time.Duration, s *ldaptest.Server, cond func(*smartset.Snapshot) error) {
+	t.Helper()
+	var err error
+	for start := time.Now(); time.Since(start) < within; time.Sleep(50 * time.Millisecond) {
+		if err = cond(snapshot(t, s)); err == nil {
+			return
+		}
+	}
+	t.Fatalf("not within %v: %v", within, err)
+}
+
+func placedAtHome(snap *smartset.Snapshot) error {
+	for _, st := range snap.Sets {
+		owner, ok := snap.Services[smartset.Key(st.Owner)]
+		if !ok || !strings.EqualFold(owner.Location, st.Location) {
+			return fmt.Errorf("%s (%s) owned by %q", st.Name, st.Location, st.Owner)
+		}
+	}
+	return nil
+}
+
+func TestAgentsPlaceLeaveAndRecover(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	jp := startAgent(t, s, "tcs-japan-1", "Japan")
+	tx := startAgent(t, s, "tcs-texas-1", "Texas")
+	ca := startAgent(t, s, "tcs-california-1", "California")
+	eventually(t, 15*time.Second, s, placedAtHome)
+
+	var mu sync.Mutex
+	var changes []Change
+	tx.a.OnChange(func(c Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() })
+
+	// The lease entry deleted under a running agent (as dds does when it
+	// expires): it fences itself, registers again, and keeps its sets.
+	s.Apply("dn: " + tx.a.DN() + "\nchangetype: delete\n")
+	eventually(t, 10*time.Second, s, func(snap *smartset.Snapshot) error {
+		if _, ok := snap.Services[smartset.Key(tx.a.DN())]; !ok {
+			return errors.New("texas not registered again")
+		}
+		return placedAtHome(snap)
+	})
+	if !tx.a.Valid() {
+		// valid again once re-registered and re-read
+		time.Sleep(500 * time.Millisecond)
+		if !tx.a.Valid() {
+			t.Fatal("Texas still fenced after registering again")
+		}
+	}
+
+	// Graceful leave: Run returns nil after handing every set over.
+	tx.cancel()
+	if err := <-tx.done; err != nil {
+		t.Fatalf("Run after leave: %v", err)
+	}
+	tx.done <- nil
+	snap := snapshot(t, s)
+	for _, st := range snap.Sets {
+		if strings.EqualFold(st.Location, "Texas") && !strings.EqualFold(ldapdir.RDNValue(st.Owner), "tcs-california-1") {
+			t.Errorf("%s after Texas left: owner %q, want California", st.Name, st.Owner)
+		}
+	}
+	mu.Lock()
+	lost := 0
+	for _, c := range changes {
+		if !c.Owned {
+			lost++
+		}
+	}
+	mu.Unlock()
+	if lost < 3 {
+		t.Errorf("OnChange reported %d sets leaving Texas, want 3", lost)
+	}
+	_, _ = jp, ca
+}
+
+func TestLastAgentReleasesOnLeave(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	jp := startAgent(t, s, "tcs-japan-1", "Japan")
+	eventually(t, 15*time.Second, s, func(snap *smartset.Snapshot) error {
+		for _, st := range snap.Sets {
+			if snap.Orphaned(st) {
+				return fmt.Errorf("%s orphaned", st.Name)
+			}
+		}
+		return nil
+	})
+	jp.stop()
+	snap := snapshot(t, s)
+	if len(snap.Services) != 0 {
+		t.Fatalf("services left: %v", snap.Services)
+	}
+	for _, st := range snap.Sets {
+		if st.Owner != "" || st.Epoch != 2 {
+			t.Errorf("%s: owner %q epoch %d, want released at epoch 2", st.Name, st.Owner, st.Epoch)
+		}
+	}
+}
+
+func TestWatchFilterMatchesWatched(t *testing.T) {
+	v := newView("cn=me,ou=services,dc=example,dc=org", "Texas")
+	me := "cn=me,ou=services,dc=example,dc=org"
+	other := "cn=other,ou=services,dc=example,dc=org"
+	for _, tc := range []struct {
+		name string
+		set  smartset.Set
+		want bool
+	}{
+		{"unowned elsewhere", smartset.Set{Location: "Japan"}, true},
+		{"mine elsewhere", smartset.Set{Location: "Japan", Owner: me}, true},
+		{"other's at home", smartset.Set{Location: "texas", Owner: other}, true},
+		{"other's elsewhere", smartset.Set{Location: "Japan", Owner: other}, false},
+		{"requested by me", smartset.Set{Location: "Japan", Owner: other, ReleaseRequest: "CN=me, ou=services,dc=example,dc=org"}, true},
+	} {
+		if got := v.watched(tc.set); got != tc.want {
+			t.Errorf("%s: watched = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	f := watchFilter(me, "Texas")
+	for _, part := range []string{"(owner=" + me + ")", "(!(owner=*))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
+		if !strings.Contains(f, part) {
+			t.Errorf("watch filter %s lacks %s", f, part)
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// reconcile decides on the current view and applies the plan. It returns
+// when the next staggered claim falls due (zero when none is pending).
+func (a *Agent) reconcile(ctx context.Context) time.Time {
+	start := time.Now()
+	defer func() { a.m.ReconcileSeconds.Observe(time.Since(start).Seconds()) }()
+	if !a.valid() {
+		return time.Time{}
+	}
+	now := time.Now()
+	a.mu.Lock()
+	if a.leaving {
+		a.mu.Unlock()
+		return time.Time{}
+	}
+	if now.Sub(a.window) >= a.opts.MoveInterval {
+		a.window, a.tokens = now, a.opts.MoveBudget
+	}
+	plan := smartset.Decide(a.v.snap, smartset.Options{
+		Self:         a.selfDN,
+		HysteresisKm: a.opts.HysteresisKm,
+		MoveBudget:   a.tokens,
+	})
+	a.tokens -= len(plan.Requests)
+
+	// Staggered orphan claims: rank 0 at once, rank k after k·δ + jitter.
+	orphan := make(map[string]bool, len(plan.Claims))
+	var claims, due []smartset.Set
+	var next time.Time
+	for _, c := range plan.Claims {
+		key := smartset.Key(c.Set.Name)
+		orphan[key] = true
+		if c.Rank == 0 {
+			claims = append(claims, c.Set)
+			delete(a.claimAt, key)
+			continue
+		}
+		at, ok := a.claimAt[key]
+		if !ok {
+			at = now.Add(time.Duration(c.Rank)*a.opts.ClaimStagger + jitter(a.opts.ClaimStagger/2))
+			a.claimAt[key] = at
+		}
+		if !now.Before(at) {
+			due = append(due, c.Set)
+		} else if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	for key := range a.claimAt {
+		if !orphan[key] {
+			delete(a.claimAt, key)
+		}
+	}
+	var unwatched []smartset.Set
+	for _, s := range due {
+		if a.v.watched(s) {
+			claims = append(claims, s) // the watch keeps it current: still orphaned
+		} else {
+			unwatched = append(unwatched, s)
+		}
+	}
+	owned := 0
+	for _, s := range a.v.snap.Sets {
+		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) {
+			owned++
+		}
+	}
+	a.m.SetsOwned.Set(float64(owned))
+	a.mu.Unlock()
+
+	claims = append(claims, a.stillOrphaned(ctx, unwatched)...)
+	a.write(ctx, claims, plan)
+	return next
+}
+
+// stillOrphaned re-reads, one search per former owner, the due claims that
+// the watch does not keep current, and returns those still orphaned.
+func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartset.Set {
+	byOwner := map[string][]smartset.Set{}
+	for _, s := range due {
+		byOwner[s.Owner] = append(byOwner[s.Owner], s)
+	}
+	var out []smartset.Set
+	for owner, sets := range byOwner {
+		fresh, err := a.dir.SetsOwnedBy(ctx, owner)
+		if err != nil && fresh == nil {
+			a.log.WithError(err).Warn("cannot re-check orphans; will retry")
+			continue
+		}
+		still := make(map[string]smartset.Set, len(fresh))
+		for _, s := range fresh {
+			still[smartset.Key(s.Name)] = s
+		}
+		a.mu.Lock()
+		for _, s := range sets {
+			key := smartset.Key(s.Name)
+			if f, ok := still[key]; ok && a.v.snap.Orphaned(f) {
+				a.v.putSet(f)
+				out = append(out, f)
+			} else if !ok {
+				delete(a.v.snap.Sets, key) // claimed by someone else meanwhile
+				delete(a.claimAt, key)
+			}
+		}
+		a.mu.Unlock()
+	}
+	return out
+}
+
+// write performs the writes of one reconcile, several at a time.
+func (a *Agent) write(ctx context.Context, claims []smartset.Set, plan smartset.Plan) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.opts.WriteConcurrency)
+	for _, s := range claims {
+		g.Go(func() error { a.claim(gctx, s); return nil })
+	}
+	for _, mv := range plan.Handoffs {
+		g.Go(func() error { a.handoff(gctx, mv); return nil })
+	}
+	for _, mv := range plan.Rejects {
+		g.Go(func() error { a.clearRequest(gctx, mv.Set); return nil })
+	}
+	for _, mv := range plan.Requests {
+		g.Go(func() error { a.request(gctx, mv.Set); return nil })
+	}
+	g.Wait()
+}
+
+// claim takes an orphan.
+func (a *Agent) claim(ctx context.Context, s smartset.Set) {
+	if !a.valid() {
+		return
+	}
+	got, err := a.dir.Claim(ctx, s.Name, s.Epoch, a.selfDN)
+	if a.wrote(ctx, "claim", s, err) {
+		a.owned(s, got, smartset.ReasonOrphan)
+	}
+}
+
+// handoff transfers a set this agent owns (to "" releases it).
+func (a *Agent) handoff(ctx context.Context, mv smartset.Move) {
+	if !a.valid() {
+		return
+	}
+	var got smartset.Set
+	var err error
+	op := "transfer"
+	if mv.To == "" {
+		op = "release"
+		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
+	} else {
+		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
+	}
+	if a.wrote(ctx, op, mv.Set, err) {
+		a.owned(mv.Set, got, mv.Reason)
+	}
+}
+
+func (a *Agent) request(ctx context.Context, s smartset.Set) {
+	if !a.valid() {
+		return
+	}
+	err := a.dir.RequestRelease(ctx, s.Name, s.Epoch, a.selfDN)
+	if a.wrote(ctx, "request", s, err) {
+		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
+		s.ReleaseRequest = a.selfDN
+		a.mu.Lock()
+		a.v.putSet(s)
+		a.mu.Unlock()
+	}
+}
+
+func (a *Agent) clearRequest(ctx context.Context, s smartset.Set) {
+	if !a.valid() {
+		return
+	}
+	err := a.dir.ClearRequest(ctx, s.Name, s.Epoch)
+	if a.wrote(ctx, "clear", s, err) {
+		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
+		s.ReleaseRequest = ""
+		a.mu.Lock()
+		a.v.putSet(s)
+		a.mu.Unlock()
+	}
+}
+
+// wrote counts a write and handles its failure: a conflict or a missing
+// entry re-reads the set. It reports whether the write succeeded.
+func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error) bool {
+	switch {
+	case err == nil:
+		a.m.Writes.WithLabelValues(op, "ok").Inc()
+		return true
+	case errors.Is(err, ldapdir.ErrConflict):
+		a.m.Writes.WithLabelValues(op, "conflict").Inc()
+		a.m.CASConflicts.WithLabelValues(op).Inc()
+		a.log.WithFields(logrus.Fields{"set": s.Name, "epoch": s.Epoch, "op": op}).Debug("lost a compare-and-swap race; re-reading")
+		a.reread(ctx, s.Name)
+	case errors.Is(err, ldapdir.ErrNotFound):
+		a.m.Writes.WithLabelValues(op, "error").Inc()
+		a.mu.Lock()
+		delete(a.v.snap.Sets, smartset.Key(s.Name))
+		a.mu.Unlock()
+	default:
+		a.m.Writes.WithLabelValues(op, "error").Inc()
+		if ctx.Err() == nil {
+			a.log.WithError(err).WithFields(logrus.Fields{"set": s.Name, "op": op}).Warn("directory write failed")
+		}
+	}
+	return false
+}
+
+func (a *Agent) reread(ctx context.Context, name string) {
+	s, err := a.dir.Set(ctx, name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case err == nil:
+		a.v.putSet(s)
+	case errors.Is(err, ldapdir.ErrNotFound):
+		delete(a.v.snap.Sets, smartset.Key(name))
+	}
+	a.poke()
+}
+
+// owned records a successful ownership change written by this agent: the
+// one log line per change, the metric, the view, and the listeners.
+func (a *Agent) owned(before, after smartset.Set, reason string) {
+	a.log.WithFields(logrus.Fields{
+		"set": after.Name, "from": nameOf(before.Owner), "to": nameOf(after.Owner),
+		"epoch": after.Epoch, "reason": reason,
+	}).Info("ownership changed")
+	a.m.OwnershipChanges.WithLabelValues(reason).Inc()
+	a.mu.Lock()
+	a.v.putSet(after)
+	a.mu.Unlock()
+	isMine := after.Owner != "" && smartset.SameDN(after.Owner, a.selfDN)
+	a.notify([]Change{{Set: after, Previous: before, Owned: isMine}})
+}
+
+// nameOf returns the cn of a service DN ("" stays "").
+func nameOf(dn string) string {
+	if dn == "" {
+		return ""
+	}
+	if v := ldapdir.RDNValue(dn); v != "" {
+		return v
+	}
+	return dn
+}

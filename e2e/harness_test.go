@@ -1,0 +1,334 @@
+// Package e2e runs tcs-agent processes against a real slapd and checks the
+// swarm's behaviour the way an operator would: through the directory.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tcs-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "tcs-agent")
+	build := exec.Command("go", "build", "-o", agentBin, "tcs/cmd/tcs-agent")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: cannot build tcs-agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// swarm is one slapd plus the agents started against it.
+type swarm struct {
+	t   *testing.T
+	srv *ldaptest.Server
+	dir *ldapdir.Dir
+	tmp string
+	ttl time.Duration
+
+	mu     sync.Mutex
+	agents map[string]*agentProc
+	ports  int
+}
+
+type agentProc struct {
+	name, location string
+	config         string
+	logPath        string
+	cmd            *exec.Cmd
+	done           chan struct{}
+	exitErr        error
+}
+
+func newSwarm(t *testing.T, ttl time.Duration, opts ...ldaptest.Option) *swarm {
+	t.Helper()
+	srv := ldaptest.Start(t, opts...)
+	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &swarm{t: t, srv: srv, dir: d, tmp: t.TempDir(), ttl: ttl, agents: map[string]*agentProc{}}
+	if err := os.WriteFile(filepath.Join(s.tmp, "password"), []byte(srv.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, a := range s.agents {
+			if a.cmd.Process != nil {
+				syscall.Kill(a.cmd.Process.Pid, syscall.SIGCONT)
+				syscall.Kill(a.cmd.Process.Pid, syscall.SIGKILL)
+				<-a.done
+			}
+		}
+		if t.Failed() {
+			for _, a := range s.agents {
+				if b, err := os.ReadFile(a.logPath); err == nil {
+					t.Logf("---- log of %s ----\n%s", a.name, tail(string(b), 60))
+				}
+			}
+		}
+		d.Close()
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// start runs `tcs-agent run` for a new agent; extra is added to the TOML.
+func (s *swarm) start(name, location string, extra ...string) *agentProc {
+	s.t.Helper()
+	s.mu.Lock()
+	a, ok := s.agents[name]
+	s.mu.Unlock()
+	if !ok {
+		a = &agentProc{name: name, location: location,
+			config:  filepath.Join(s.tmp, name+".toml"),
+			logPath: filepath.Join(s.tmp, name+".log")}
+		cfg := fmt.Sprintf(`[service]
+name = %q
+location = %q
+listen = "127.0.0.1:0"
+advertise = "http://127.0.0.1:1/%s"
+
+[directory]
+url = %q
+base_dn = %q
+bind_dn = %q
+bind_password_file = "password"
+lease_ttl = "%ds"
+
+[log]
+level = "debug"
+%s
+`, name, location, name, s.srv.URL, s.srv.BaseDN, s.srv.BindDN, int(s.ttl/time.Second), strings.Join(extra, "\n"))
+		if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	a.cmd = exec.Command(agentBin, "run", "--config", a.config)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	a.done = make(chan struct{})
+	if err := a.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		a.exitErr = cmd.Wait()
+		logf.Close()
+		close(done)
+	}(a.cmd, a.done)
+	s.mu.Lock()
+	s.agents[name] = a
+	s.mu.Unlock()
+	return a
+}
+
+func (a *agentProc) signal(sig syscall.Signal) { syscall.Kill(a.cmd.Process.Pid, sig) }
+
+// wait waits for the process to exit.
+func (a *agentProc) wait(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-a.done:
+		return a.exitErr
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %v", a.name, within)
+		return nil
+	}
+}
+
+func (a *agentProc) dn() string { return "cn=" + a.name + ",ou=services,dc=example,dc=org" }
+
+// logLines returns the agent's log lines that contain substr.
+func (a *agentProc) logLines(t *testing.T, substr string) []string {
+	t.Helper()
+	f, err := os.Open(a.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), substr) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+func (s *swarm) snapshot() *smartset.Snapshot {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	snap, err := s.dir.Snapshot(ctx)
+	if snap == nil {
+		s.t.Fatalf("snapshot: %v", err)
+	}
+	return snap
+}
+
+// eventually polls cond on fresh snapshots until it holds or within passes;
+// it returns how long it took.
+func (s *swarm) eventually(within time.Duration, what string, cond func(*smartset.Snapshot) error) time.Duration {
+	s.t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < within {
+		if err = cond(s.snapshot()); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: not within %v: %v", what, within, err)
+	return 0
+}
+
+// setsIn returns the sets of location loc.
+func setsIn(snap *smartset.Snapshot, loc string) []smartset.Set {
+	var out []smartset.Set
+	for _, st := range snap.Sets {
+		if strings.EqualFold(st.Location, loc) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// ownedBy checks every set of loc is owned by the agent named owner.
+func ownedBy(loc, owner string) func(*smartset.Snapshot) error {
+	return func(snap *smartset.Snapshot) error {
+		sets := setsIn(snap, loc)
+		if len(sets) == 0 {
+			return fmt.Errorf("no sets in %s", loc)
+		}
+		for _, st := range sets {
+			if ldapdir.RDNValue(st.Owner) != owner {
+				return fmt.Errorf("%s owned by %q, want %s", st.Name, st.Owner, owner)
+			}
+		}
+		return nil
+	}
+}
+
+// liveOwned checks every set of loc has a live owner.
+func liveOwned(loc string) func(*smartset.Snapshot) error {
+	return func(snap *smartset.Snapshot) error {
+		for _, st := range setsIn(snap, loc) {
+			if snap.Orphaned(st) {
+				return fmt.Errorf("%s has no live owner (owner %q)", st.Name, st.Owner)
+			}
+		}
+		return nil
+	}
+}
+
+// history records every state of every set seen by a watch on the
+// directory, to check epochs never go down and to find orphan intervals.
+type history struct {
+	mu     sync.Mutex
+	events []setEvent
+	epoch  map[string]int64
+	errs   []string
+	w      *ldapdir.Watch
+}
+
+type setEvent struct {
+	at    time.Time
+	set   string
+	owner string
+	epoch int64
+}
+
+func (s *swarm) record() *history {
+	h := &history{epoch: map[string]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.w = s.dir.Watch(ctx, ldapdir.WatchSpec{Base: s.dir.SetsDN(), Scope: ldapdir.ScopeOne, Filter: "(objectClass=smartSet)",
+		Attrs: []string{"cn", "owner", "tcsEpoch", "geoLocation", "objectClass"}})
+	synced := make(chan struct{})
+	go func() {
+		once := sync.Once{}
+		for ev := range h.w.Events() {
+			if ev.Type == ldapdir.EventSynced {
+				once.Do(func() { close(synced) })
+				continue
+			}
+			if ev.Type != ldapdir.EventUpsert {
+				continue
+			}
+			st, err := ldapdir.ToSet(ev.Entry)
+			if err != nil {
+				continue
+			}
+			h.mu.Lock()
+			if prev, ok := h.epoch[st.Name]; ok && st.Epoch < prev {
+				h.errs = append(h.errs, fmt.Sprintf("%s: epoch went down from %d to %d", st.Name, prev, st.Epoch))
+			}
+			h.epoch[st.Name] = st.Epoch
+			h.events = append(h.events, setEvent{at: time.Now(), set: st.Name, owner: st.Owner, epoch: st.Epoch})
+			h.mu.Unlock()
+		}
+	}()
+	s.t.Cleanup(func() { cancel(); h.w.Close() })
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("history watch did not sync")
+	}
+	return h
+}
+
+// since returns the events recorded after t.
+func (h *history) since(t time.Time) []setEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []setEvent
+	for _, e := range h.events {
+		if !e.at.Before(t) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (h *history) check(t *testing.T) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.errs {
+		t.Error(e)
+	}
+}
