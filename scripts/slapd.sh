@@ -57,19 +57,23 @@ cmd_install() {
   slapd_bin >/dev/null || die "slapd still not found after apt-get install"
 }
 
+# esc quotes a value for the replacement side of a sed s||| command.
+esc() { printf '%s' "$1" | sed -e 's/[|&\\]/\\&/g'; }
+
 render() { # render FILE DIR
   local first_rdn=${suffix%%,*}
   local dc=${first_rdn#*=}
-  sed -e "s|@SUFFIX@|$suffix|g" -e "s|@SUFFIXDC@|$dc|g" -e "s|@ROOTDN@|$rootdn|g" \
-      -e "s|@ROOTPW@|$rootpw|g" -e "s|@DBDIR@|$2/data|g" -e "s|@RUNDIR@|$2/run|g" \
-      -e "s|@MODULEDIR@|$moduledir|g" -e "s|@SCHEMADIR@|$sysschema|g" \
-      -e "s|@TCSSCHEMA@|$2/tcs-schema.ldif|g" -e "s|@LOGLEVEL@|$loglevel|g" "$1"
+  sed -e "s|@SUFFIX@|$(esc "$suffix")|g" -e "s|@SUFFIXDC@|$(esc "$dc")|g" -e "s|@ROOTDN@|$(esc "$rootdn")|g" \
+      -e "s|@ROOTPW@|$(esc "$rootpw")|g" -e "s|@DBDIR@|$(esc "$2/data")|g" -e "s|@RUNDIR@|$(esc "$2/run")|g" \
+      -e "s|@MODULEDIR@|$(esc "$moduledir")|g" -e "s|@SCHEMADIR@|$(esc "$sysschema")|g" \
+      -e "s|@TCSSCHEMA@|$(esc "$2/tcs-schema.ldif")|g" -e "s|@LOGLEVEL@|$(esc "$loglevel")|g" "$1"
 }
 
 cmd_init() {
   local dir=${1:?usage: slapd.sh init DIR}
   case "${suffix%%=*}" in dc|DC) ;; *) die "TCS_SUFFIX=$suffix: the suffix must start with dc= (e.g. dc=example,dc=org)";; esac
   [ -e "$dir/slapd.d/cn=config.ldif" ] && die "$dir already holds a slapd configuration (slapd.sh down $dir first)"
+  umask 077 # the rendered files hold the admin password
   mkdir -p "$dir/slapd.d" "$dir/data" "$dir/run"
   dir=$(cd "$dir" && pwd)
   cp "$schema_dir/tcs.ldif" "$dir/tcs-schema.ldif"

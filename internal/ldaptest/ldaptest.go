@@ -37,8 +37,9 @@ type Server struct {
 	Port     int
 	Dir      string // configuration, data and logs
 
-	t    testing.TB
-	root string
+	t     testing.TB
+	root  string
+	debug string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -69,6 +70,13 @@ type Option func(*options)
 type options struct {
 	overlays []string
 	ldif     []string
+	debug    string
+}
+
+// WithDebug runs slapd with -d level (e.g. "256" for the stats log, one line
+// per operation), readable with Log.
+func WithDebug(level string) Option {
+	return func(o *options) { o.debug = level }
 }
 
 // WithOverlays replaces the default overlays ("syncprov", "dds"), e.g.
@@ -98,7 +106,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("ldaptest: %v", err)
 	}
-	s := &Server{BaseDN: BaseDN, BindDN: BindDN, Password: Password, Dir: dir, t: t, root: root}
+	s := &Server{BaseDN: BaseDN, BindDN: BindDN, Password: Password, Dir: dir, t: t, root: root, debug: o.debug}
 	t.Cleanup(func() {
 		s.Kill()
 		if !t.Failed() || os.Getenv("TCS_KEEP_SLAPD") == "" {
@@ -142,6 +150,9 @@ func (s *Server) start() error {
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.debug != "" {
+		cmd.Env = append(os.Environ(), "TCS_DEBUG="+s.debug)
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
