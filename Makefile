@@ -37,5 +37,10 @@ ldap-up:
 ldap-down:
 	@scripts/slapd.sh down "$(TCS_LDAP_DIR)"
 
+# The benchmark table of DESIGN.md section 7, each target beside a baseline
+# measured in the same run (TCS_BENCH_SETS=10000 by default).
+bench: deps
+	$(GO) test -run '^$$' -bench BenchmarkSwarm -benchtime 1x -timeout 60m ./e2e
+
 clean:
 	rm -rf bin

@@ -26,7 +26,7 @@ type Options struct {
 	ClaimStagger      time.Duration // δ between orphan-claim ranks: 500ms
 	ReconcileInterval time.Duration // level-triggered timer: 2s
 	MoveInterval      time.Duration // move budget window: 1s
-	MoveBudget        int           // release requests per MoveInterval: 16
+	MoveBudget        int           // release requests per MoveInterval: 64
 	HysteresisKm      float64       // smartset.DefaultHysteresisKm when 0; <0 means 0
 	SweepInterval     time.Duration // safety-net re-read of every set; 0 = off
 
@@ -52,7 +52,7 @@ func (o *Options) fill() error {
 	def(&o.MoveInterval, time.Second)
 	def(&o.PollInterval, 2*time.Second)
 	if o.MoveBudget <= 0 {
-		o.MoveBudget = 16
+		o.MoveBudget = 64
 	}
 	if o.HysteresisKm == 0 {
 		o.HysteresisKm = smartset.DefaultHysteresisKm
@@ -94,6 +94,7 @@ type Agent struct {
 	v        *view
 	lease    *ldapdir.Lease
 	claimAt  map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
+	progress map[string]progress  // orphan group (former owner key) -> progress seen
 	tokens   int                  // move budget left in this window
 	window   time.Time            // start of the budget window
 	watch    *ldapdir.Watch
@@ -101,6 +102,13 @@ type Agent struct {
 	onChange []func(Change)
 
 	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+}
+
+// progress is how many orphans of one group (one former owner) are left,
+// and when that number last went down.
+type progress struct {
+	count int
+	at    time.Time
 }
 
 // Change is one ownership change this agent saw happen to a set it owns or
@@ -128,6 +136,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		kick:     make(chan struct{}, 1),
 		v:        newView(self, opts.Service.Location),
 		claimAt:  map[string]time.Time{},
+		progress: map[string]progress{},
 		tokens:   opts.MoveBudget,
 	}, nil
 }

@@ -36,7 +36,26 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	})
 	a.tokens -= len(plan.Requests)
 
-	// Staggered orphan claims: rank 0 at once, rank k after k·δ + jitter.
+	// Staggered orphan claims: rank 0 at once; rank k once the set has been
+	// orphaned for k·δ (plus jitter) and the better-ranked agents have made
+	// no progress on its group (the orphans of the same former owner) for
+	// k·δ either, so a slow but working rank 0 is not raced.
+	groups := map[string]int{}
+	for _, c := range plan.Claims {
+		groups[smartset.Key(c.Set.Owner)]++
+	}
+	for g, n := range groups {
+		if p, ok := a.progress[g]; !ok || n < p.count {
+			a.progress[g] = progress{count: n, at: now}
+		} else if n > p.count {
+			a.progress[g] = progress{count: n, at: p.at}
+		}
+	}
+	for g := range a.progress {
+		if groups[g] == 0 {
+			delete(a.progress, g)
+		}
+	}
 	orphan := make(map[string]bool, len(plan.Claims))
 	var claims, due []smartset.Set
 	var next time.Time
@@ -48,10 +67,14 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			delete(a.claimAt, key)
 			continue
 		}
+		wait := time.Duration(c.Rank) * a.opts.ClaimStagger
 		at, ok := a.claimAt[key]
 		if !ok {
-			at = now.Add(time.Duration(c.Rank)*a.opts.ClaimStagger + jitter(a.opts.ClaimStagger/2))
+			at = now.Add(wait + jitter(a.opts.ClaimStagger/2))
 			a.claimAt[key] = at
+		}
+		if quiet := a.progress[smartset.Key(c.Set.Owner)].at.Add(wait); at.Before(quiet) {
+			at = quiet
 		}
 		if !now.Before(at) {
 			due = append(due, c.Set)
@@ -87,7 +110,9 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 }
 
 // stillOrphaned re-reads, one search per former owner, the due claims that
-// the watch does not keep current, and returns those still orphaned.
+// the watch does not keep current, and returns those still orphaned. When
+// the search shows that others claimed some of the group meanwhile, it
+// records the progress and claims nothing of that group this time.
 func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartset.Set {
 	byOwner := map[string][]smartset.Set{}
 	for _, s := range due {
@@ -104,15 +129,29 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 		for _, s := range fresh {
 			still[smartset.Key(s.Name)] = s
 		}
+		g := smartset.Key(owner)
 		a.mu.Lock()
+		known := 0
+		for key, s := range a.v.snap.Sets {
+			if smartset.Key(s.Owner) == g {
+				known++
+				if _, ok := still[key]; !ok {
+					delete(a.v.snap.Sets, key) // claimed by someone else meanwhile
+					delete(a.claimAt, key)
+				}
+			}
+		}
+		for _, f := range fresh {
+			a.v.putSet(f)
+		}
+		if len(fresh) < known {
+			a.progress[g] = progress{count: len(fresh), at: time.Now()}
+			a.mu.Unlock()
+			continue
+		}
 		for _, s := range sets {
-			key := smartset.Key(s.Name)
-			if f, ok := still[key]; ok && a.v.snap.Orphaned(f) {
-				a.v.putSet(f)
+			if f, ok := still[smartset.Key(s.Name)]; ok && a.v.snap.Orphaned(f) {
 				out = append(out, f)
-			} else if !ok {
-				delete(a.v.snap.Sets, key) // claimed by someone else meanwhile
-				delete(a.claimAt, key)
 			}
 		}
 		a.mu.Unlock()

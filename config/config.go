@@ -114,7 +114,7 @@ type Placement struct {
 	HysteresisKm float64 `toml:"hysteresis_km"`
 	// MoveBudget is how many release requests the agent may write per
 	// MoveInterval, so a flapping agent cannot cause a rebalance storm.
-	// Default 16; >= 1.
+	// Default 64; >= 1.
 	MoveBudget int `toml:"move_budget"`
 	// MoveInterval is the period of MoveBudget. Default 1s.
 	MoveInterval Duration `toml:"move_interval"`
@@ -195,7 +195,7 @@ func Default() Config {
 		},
 		Placement: Placement{
 			HysteresisKm:      50,
-			MoveBudget:        16,
+			MoveBudget:        64,
 			MoveInterval:      Duration{time.Second},
 			ClaimStagger:      Duration{200 * time.Millisecond},
 			ReconcileInterval: Duration{2 * time.Second},

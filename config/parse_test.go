@@ -105,7 +105,7 @@ func TestDefault(t *testing.T) {
 		{"[directory] insecure_skip_verify", d.Directory.InsecureSkipVerify, false},
 		{"[directory] timeout", d.Directory.Timeout.Duration, 5 * sec},
 		{"[placement] hysteresis_km", d.Placement.HysteresisKm, 50.0},
-		{"[placement] move_budget", d.Placement.MoveBudget, 16},
+		{"[placement] move_budget", d.Placement.MoveBudget, 64},
 		{"[placement] move_interval", d.Placement.MoveInterval.Duration, sec},
 		{"[placement] claim_stagger", d.Placement.ClaimStagger.Duration, 200 * time.Millisecond},
 		{"[placement] reconcile_interval", d.Placement.ReconcileInterval.Duration, 2 * sec},

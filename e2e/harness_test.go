@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // swarm is one slapd plus the agents started against it.
 type swarm struct {
-	t   *testing.T
+	t   testing.TB
 	srv *ldaptest.Server
 	dir *ldapdir.Dir
 	tmp string
@@ -62,7 +62,7 @@ type agentProc struct {
 	exitErr        error
 }
 
-func newSwarm(t *testing.T, ttl time.Duration, opts ...ldaptest.Option) *swarm {
+func newSwarm(t testing.TB, ttl time.Duration, opts ...ldaptest.Option) *swarm {
 	t.Helper()
 	srv := ldaptest.Start(t, opts...)
 	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password})
@@ -158,7 +158,7 @@ level = "debug"
 func (a *agentProc) signal(sig syscall.Signal) { syscall.Kill(a.cmd.Process.Pid, sig) }
 
 // wait waits for the process to exit.
-func (a *agentProc) wait(t *testing.T, within time.Duration) error {
+func (a *agentProc) wait(t testing.TB, within time.Duration) error {
 	t.Helper()
 	select {
 	case <-a.done:
@@ -172,7 +172,7 @@ func (a *agentProc) wait(t *testing.T, within time.Duration) error {
 func (a *agentProc) dn() string { return "cn=" + a.name + ",ou=services,dc=example,dc=org" }
 
 // logLines returns the agent's log lines that contain substr.
-func (a *agentProc) logLines(t *testing.T, substr string) []string {
+func (a *agentProc) logLines(t testing.TB, substr string) []string {
 	t.Helper()
 	f, err := os.Open(a.logPath)
 	if err != nil {
@@ -324,7 +324,7 @@ func (h *history) since(t time.Time) []setEvent {
 	return out
 }
 
-func (h *history) check(t *testing.T) {
+func (h *history) check(t testing.TB) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
