@@ -9,11 +9,17 @@ LDFLAGS       := -X tcs/internal/version.Version=$(VERSION)
 TEST_TIMEOUT  ?= 30m
 
 .PHONY: all build test vet fmt-check deps ldap-up ldap-down bench demo clean
+DEMO_FLAGS    ?=
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/tcs-agent ./cmd/tcs-agent
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/tcs-demo ./cmd/tcs-demo
+
+# The patent's story with a throwaway slapd and three agents (see README).
+demo: deps build
+	bin/tcs-demo -root . -agent bin/tcs-agent $(DEMO_FLAGS)
 
 # slapd and ldap-utils (apt-get when missing).
 deps:
