@@ -157,6 +157,18 @@ func (a *Agent) OnChange(f func(Change)) {
 // and deletes its lease entry. It returns nil after a graceful leave.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.start(ctx); err != nil {
+		a.mu.Lock()
+		lease := a.lease
+		a.mu.Unlock()
+		if lease != nil { // stopped while starting: do not leave a lease behind
+			cctx, cancel := context.WithTimeout(context.Background(), a.opts.LeaseTTL)
+			lease.Close(cctx)
+			cancel()
+		}
+		a.leaseDir.Close()
+		if ctx.Err() != nil {
+			return nil // asked to stop before the agent was up: nothing to hand over
+		}
 		return err
 	}
 	defer a.watch.Close()

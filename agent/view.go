@@ -92,20 +92,14 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 				delete(v.snap.Services, key)
 				ch.serviceGone = s.DN
 			}
-		case kindSet:
-			for name, s := range v.snap.Sets {
-				if smartset.Key(s.DN) == key {
-					ch.set, ch.prev = s.Name, s
-					delete(v.snap.Sets, name)
-					break
-				}
+		case kindSet: // cn=<name>,ou=smartsets,...: the map key is the name
+			name := smartset.Key(ldapdir.RDNValue(key))
+			if s, ok := v.snap.Sets[name]; ok {
+				ch.set, ch.prev = s.Name, s
+				delete(v.snap.Sets, name)
 			}
 		case kindLocation:
-			for name, l := range v.snap.Locations {
-				if smartset.Key(l.DN) == key {
-					delete(v.snap.Locations, name)
-				}
-			}
+			delete(v.snap.Locations, smartset.Key(ldapdir.RDNValue(key)))
 		}
 		return ch, nil
 	}

@@ -160,6 +160,8 @@ type Dir struct {
 	conn    *ldap.Conn
 	closed  bool
 	backoff backoff
+	retryAt time.Time // no dial before this, after a failed one
+	lastErr error     // why the last dial failed
 }
 
 // Open checks cfg and returns a Dir. It does not dial: the first operation
@@ -248,21 +250,21 @@ func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
 		d.conn.Close()
 		d.conn = nil
 	}
-	if wait := d.backoff.wait(); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
+	// After a failed dial, fail fast until the backoff has passed rather
+	// than block the caller: callers retry on their own schedule, and a
+	// lease refresh must never sleep past its deadline.
+	if wait := time.Until(d.retryAt); wait > 0 {
+		return nil, fmt.Errorf("dial %s: %w (reconnecting, next attempt in %v: %v)", d.cfg.URL, ErrUnavailable, wait.Round(time.Millisecond), d.lastErr)
 	}
 	c, err := d.cfg.dial(ctx, d.cfg.Timeout)
 	if err != nil {
 		d.backoff.fail()
+		d.retryAt = time.Now().Add(d.backoff.wait())
+		d.lastErr = err
 		return nil, err
 	}
 	d.backoff.reset()
+	d.retryAt, d.lastErr = time.Time{}, nil
 	d.conn = c
 	return c, nil
 }
