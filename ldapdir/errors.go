@@ -27,6 +27,9 @@ var (
 	// ErrNoSyncprov: the server does not offer RFC 4533 content
 	// synchronization on the watched base.
 	ErrNoSyncprov = errors.New("ldapdir: server has no syncprov")
+	// ErrRowLimit: a Query matched more entries than its row limit; the
+	// wrapping message says the limit.
+	ErrRowLimit = errors.New("ldapdir: query exceeds the row limit")
 )
 
 // translate maps go-ldap errors onto the sentinels, keeping the original

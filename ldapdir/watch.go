@@ -23,6 +23,10 @@ const (
 	// EventSynced: the watcher's view is complete and current (the end of a
 	// refresh phase, or a finished poll). Sent after every (re)connect.
 	EventSynced
+	// EventLost: the connection broke after the watch had synced; until the
+	// next EventSynced, changes may be happening unseen (and the source may
+	// be down). The watch is redialling.
+	EventLost
 )
 
 func (t EventType) String() string {
@@ -33,6 +37,8 @@ func (t EventType) String() string {
 		return "delete"
 	case EventSynced:
 		return "synced"
+	case EventLost:
+		return "lost"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
@@ -59,6 +65,10 @@ type WatchSpec struct {
 	// does not offer syncprov.
 	Poll         bool
 	PollInterval time.Duration // default 2s
+	// NoPoll: never fall back to polling: when the server has no syncprov
+	// the watch ends (Events closed) and Status().LastError wraps
+	// ErrNoSyncprov.
+	NoPoll bool
 }
 
 // WatchStatus is the state of a Watch at one moment.
@@ -157,17 +167,30 @@ func (w *Watch) run(ctx context.Context) {
 		w.conn = conn
 		w.mu.Unlock()
 		poll := w.spec.Poll
+		noSyncprov := false
 		if !poll && !hasSyncprov(conn, w.d.cfg.Timeout) {
-			log.Warn("watch: the server offers no syncprov (RFC 4533); polling instead")
-			poll = true
+			if w.spec.NoPoll {
+				noSyncprov = true
+				err = fmt.Errorf("watch %s: %w", w.spec.Base, ErrNoSyncprov)
+			} else {
+				log.Warn("watch: the server offers no syncprov (RFC 4533); polling instead")
+				poll = true
+			}
 		}
-		if poll {
+		switch {
+		case noSyncprov:
+		case poll:
 			err = w.poll(ctx, conn)
-		} else {
+		default:
 			err = w.syncrepl(ctx, conn)
 			if ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
-				log.Warn("watch: syncprov refused the sync request; polling instead")
-				w.spec.Poll = true
+				if w.spec.NoPoll {
+					noSyncprov = true
+					err = fmt.Errorf("watch %s: %w (%v)", w.spec.Base, ErrNoSyncprov, err)
+				} else {
+					log.Warn("watch: syncprov refused the sync request; polling instead")
+					w.spec.Poll = true
+				}
 			}
 		}
 		conn.Close()
@@ -177,7 +200,19 @@ func (w *Watch) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if noSyncprov {
+			w.mu.Lock()
+			w.status.Synced = false
+			w.status.LastError = err
+			w.mu.Unlock()
+			log.Info("watch: the server offers no syncprov (RFC 4533) and polling is off; the watch ends")
+			return
+		}
+		wasSynced := w.Status().Synced
 		w.ended(err, log)
+		if wasSynced && !w.emit(ctx, Event{Type: EventLost}) {
+			return
+		}
 	}
 }
 
