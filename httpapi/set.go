@@ -1,0 +1,204 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"tcs/tablecache"
+)
+
+// serveSet answers GET /v1/smartsets/{name}; raw is the escaped name from
+// the request path. In order: a bad name is 400, a bad format or Accept
+// 400 or 406; a set this agent owns is its table (503 while it loads, 502
+// when its query failed); a set owned by another live agent is a 307 to
+// that agent; an unknown set is 404; anything else (orphaned, fenced,
+// changing hands, directory unreadable) is 503 with Retry-After.
+func (s *Server) serveSet(w http.ResponseWriter, r *http.Request, raw string) {
+	name, err := checkName(raw)
+	if err != nil {
+		s.writeError(w, r, badRequest("bad SmartSet name: %v", err))
+		return
+	}
+	f, aerr := negotiate(r)
+	if aerr != nil {
+		aerr.set = name
+		s.writeError(w, r, aerr)
+		return
+	}
+	if epoch, ok := s.sw.Owns(name); ok {
+		t, ok := s.tables.Get(name)
+		switch {
+		case !ok:
+			s.memo.drop(name)
+			s.writeError(w, r, unavailable(name, "table loading: this agent owns the set and has not read its table yet"))
+		case t.Failed:
+			s.memo.drop(name)
+			msg := t.Err
+			if msg == "" {
+				msg = "the set's query failed"
+			}
+			s.writeError(w, r, &apiError{code: http.StatusBadGateway, msg: msg, set: name})
+		case t.Epoch != epoch:
+			s.writeError(w, r, unavailable(name, "table loading: this agent owns the set at epoch %d and has a table of epoch %d only", epoch, t.Epoch))
+		default:
+			s.writeTable(w, r, name, &t, f)
+		}
+		return
+	}
+	s.memo.drop(name)
+	s.serveElsewhere(w, r, name)
+}
+
+// serveElsewhere answers for a set this agent does not serve: a redirect
+// to its live owner, 404 when there is no such set, else 503 saying why.
+func (s *Server) serveElsewhere(w http.ResponseWriter, r *http.Request, name string) {
+	if s.sw.Fenced() {
+		s.writeError(w, r, unavailable(name, "this agent is fenced: its lease was not renewed in time, so it serves and redirects nothing until it has registered again"))
+		return
+	}
+	info, err := s.sw.Set(r.Context(), name)
+	switch {
+	case errors.Is(err, ErrUnknownSet):
+		s.writeError(w, r, &apiError{code: http.StatusNotFound, msg: "no such SmartSet", set: name})
+		return
+	case err != nil:
+		s.log.WithError(err).WithField("set", name).Warn("cannot read a SmartSet")
+		s.writeError(w, r, unavailable(name, "cannot read the directory: %v", err))
+		return
+	}
+	switch {
+	case info.Owner == "" && info.OwnerDN == "":
+		s.writeError(w, r, unavailable(name, "orphaned: the set has no owner; a live agent will take it over"))
+	case !info.OwnerLive:
+		s.writeError(w, r, unavailable(name, "orphaned: the set's owner %s is not live; a live agent will take it over", ownerName(info)))
+	case strings.EqualFold(info.Owner, s.sw.Name()):
+		// Never redirect to ourselves.
+		s.writeError(w, r, unavailable(name, "this agent is the set's owner in the directory but is not serving it (taking it over or handing it off)"))
+	case info.OwnerEndpoint == "":
+		s.writeError(w, r, unavailable(name, "the set's owner %s has no tcsEndpoint", ownerName(info)))
+	default:
+		target, err := redirectURL(info.OwnerEndpoint, name, r.URL.RawQuery)
+		if err != nil {
+			s.log.WithFields(logrus.Fields{"set": name, "owner": ownerName(info), "endpoint": info.OwnerEndpoint}).
+				Warn("the owner advertises an unusable tcsEndpoint")
+			s.writeError(w, r, unavailable(name, "the set's owner %s advertises an unusable tcsEndpoint %q: %v", ownerName(info), info.OwnerEndpoint, err))
+			return
+		}
+		s.writeRedirect(w, r, info, target)
+	}
+}
+
+// ownerName is how messages name the owner of info.
+func ownerName(info SetInfo) string {
+	if info.Owner != "" {
+		return strconv.Quote(info.Owner)
+	}
+	return strconv.Quote(info.OwnerDN)
+}
+
+// redirectURL is the URL of set name at the agent whose tcsEndpoint is
+// endpoint, with the query string rawQuery. The endpoint must be an
+// absolute http or https URL; a path in it is kept as a prefix.
+func redirectURL(endpoint, name, rawQuery string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("not an absolute http or https URL")
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/v1/smartsets/" + name
+	u.RawPath = ""
+	u.RawQuery = rawQuery
+	u.Fragment, u.RawFragment = "", ""
+	u.User = nil
+	return u.String(), nil
+}
+
+// writeRedirect answers 307 to target, the owner's URL of the set; the
+// body names the set, its owner, epoch and the target.
+func (s *Server) writeRedirect(w http.ResponseWriter, r *http.Request, info SetInfo, target string) {
+	b := appendString([]byte(`{"set":`), info.Name)
+	b = append(b, `,"owner":`...)
+	b = appendString(b, info.Owner)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendInt(b, info.Epoch, 10)
+	b = append(b, `,"location":`...)
+	b = appendString(b, target)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h.Set("Location", target)
+	h.Set("Content-Type", contentJSON)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Tcs-Owner", info.Owner)
+	h.Set("Tcs-Epoch", strconv.FormatInt(info.Epoch, 10))
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	if r.Method != http.MethodHead {
+		w.Write(b)
+	}
+}
+
+// Header values shared by every table response; read-only.
+var (
+	hdrJSON      = []string{contentJSON}
+	hdrCSV       = []string{contentCSV}
+	hdrNoCache   = []string{"no-cache"}
+	hdrVary      = []string{"Accept"}
+	hdrTrue      = []string{"true"}
+	hdrStaleWarn = []string{`110 - "Response is Stale"`}
+)
+
+// writeTable answers with table t of set name in format f, or 304 when the
+// client's copy is current.
+func (s *Server) writeTable(w http.ResponseWriter, r *http.Request, name string, t *tablecache.Table, f format) {
+	rd := s.memo.get(name, t, s.sw.Name())
+	h := w.Header()
+	etag := rd.jsonETag
+	h["Content-Type"] = hdrJSON
+	if f == formatCSV {
+		etag = rd.csvETag
+		h["Content-Type"] = hdrCSV
+	}
+	if etag != nil {
+		h["Etag"] = etag
+	}
+	h["Tcs-Epoch"] = rd.epoch
+	h["Tcs-Owner"] = rd.ownerHdr
+	h["Cache-Control"] = hdrNoCache
+	h["Vary"] = hdrVary
+	now := s.now()
+	if t.Stale {
+		h["Tcs-Stale"] = hdrTrue
+		h["Tcs-Age"] = []string{strconv.FormatInt(int64(max(t.Age(now), 0).Seconds()), 10)}
+		h["Warning"] = hdrStaleWarn
+	}
+	if etag != nil {
+		if inm, ok := r.Header["If-None-Match"]; ok && noneMatch(inm, etag[0]) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	if f == formatCSV {
+		body := rd.csv(t)
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(body)
+		}
+		return
+	}
+	head := rd.json(t)
+	tail := appendTableTail(make([]byte, 0, 128), t, now)
+	h["Content-Length"] = []string{strconv.Itoa(len(head) + len(tail))}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(head)
+		w.Write(tail)
+	}
+}
