@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ type Options struct {
 	PollInterval time.Duration // 2s
 
 	WriteConcurrency int // parallel writes in one reconcile: 8
+
+	// Tables, when set, keeps the table of every set the agent owns.
+	Tables Tables
 
 	Logger  logrus.FieldLogger
 	Metrics *Metrics
@@ -126,7 +130,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 	}
 	self := dir.ServiceDN(opts.Service.Name)
 	opts.Service.DN = self
-	return &Agent{
+	a := &Agent{
 		opts:     opts,
 		dir:      dir,
 		leaseDir: dir.Clone(),
@@ -138,7 +142,11 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		claimAt:  map[string]time.Time{},
 		progress: map[string]progress{},
 		tokens:   opts.MoveBudget,
-	}, nil
+	}
+	if opts.Tables != nil {
+		a.onChange = append(a.onChange, a.keepTables)
+	}
+	return a, nil
 }
 
 // DN returns the agent's service DN.
@@ -223,11 +231,12 @@ func (a *Agent) start(ctx context.Context) error {
 			a.mu.Unlock()
 		}
 	}
-	if err := retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx) }); err != nil {
+	if err := retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx, false) }); err != nil {
 		a.watch.Close()
 		return err
 	}
 	a.log.WithFields(logrus.Fields{"dn": a.selfDN, "location": a.opts.Service.Location, "sets_known": a.knownSets()}).Info("agent registered and watching")
+	a.ownAll()
 	return nil
 }
 
@@ -245,19 +254,35 @@ func (a *Agent) register(ctx context.Context) error {
 	})
 }
 
-// rescan reads every set once: the ones the watch does not cover are known
-// only this way (at start and after re-registering).
-func (a *Agent) rescan(ctx context.Context) error {
-	sets, err := a.dir.Sets(ctx, "")
+// rescan reads the sets the watch does not cover (at start and after
+// registering again). Unless full, it skips the locations that have a live
+// agent: their sets are that agent's to claim and keep (this agent's own
+// location is watched anyway), so with agents everywhere an agent reads
+// almost nothing here, however many sets there are.
+func (a *Agent) rescan(ctx context.Context, full bool) error {
+	svcs, err := a.dir.Services(ctx)
+	if err != nil && svcs == nil {
+		return err
+	}
+	filter := ""
+	if !full {
+		seen := map[string]bool{smartset.Key(a.opts.Service.Location): true}
+		var not strings.Builder
+		for _, s := range svcs {
+			if k := smartset.Key(s.Location); !seen[k] {
+				seen[k] = true
+				not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(s.Location) + ")")
+			}
+		}
+		not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(a.opts.Service.Location) + ")")
+		filter = "(!(|" + not.String() + "))"
+	}
+	sets, err := a.dir.Sets(ctx, filter)
 	if err != nil && sets == nil {
 		return err
 	}
 	if err != nil {
 		a.log.WithError(err).Warn("some smartSet entries are malformed and ignored")
-	}
-	svcs, serr := a.dir.Services(ctx)
-	if serr != nil && svcs == nil {
-		return serr
 	}
 	a.mu.Lock()
 	for _, s := range sets {
@@ -281,7 +306,7 @@ func (a *Agent) sweep(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := a.rescan(ctx); err != nil && ctx.Err() == nil {
+			if err := a.rescan(ctx, true); err != nil && ctx.Err() == nil {
 				a.log.WithError(err).Warn("sweep failed")
 			}
 		}

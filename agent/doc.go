@@ -9,7 +9,8 @@
 // the sets it owns, the sets of its own location, the sets with no owner and
 // the sets whose release it requested. It learns of the sets of an agent
 // that died by searching (owner=<that agent's DN>) when the lease entry
-// disappears, and of the rest once at start. Sets outside the watch may be
+// disappears, and at start reads the sets of the locations that have no live
+// agent (the only others it could be the best place for). Sets outside the watch may be
 // stale in its view; every write is a compare-and-swap on the epoch, so a
 // stale view costs a conflict and a re-read, never a wrong write.
 //

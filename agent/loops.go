@@ -38,8 +38,9 @@ func (a *Agent) keepLease(ctx context.Context) error {
 				// Renewed again after a gap: re-read before owning again.
 				go func() {
 					defer recovering.Store(false)
-					if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx) }); err == nil && l.Valid(a.opts.RenewDeadline) {
+					if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx, false) }); err == nil && l.Valid(a.opts.RenewDeadline) {
 						a.unfence()
+						a.ownAll()
 						a.poke()
 					}
 				}()
@@ -52,11 +53,12 @@ func (a *Agent) keepLease(ctx context.Context) error {
 		if err := a.register(ctx); err != nil {
 			return nil // ctx ended
 		}
-		if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx) }); err != nil {
+		if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx, false) }); err != nil {
 			return nil
 		}
 		a.log.WithField("dn", a.selfDN).Info("registered again after losing the lease")
 		a.unfence()
+		a.ownAll()
 		a.poke()
 	}
 }

@@ -80,6 +80,9 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 	case ldapdir.EventSynced:
 		v.synced = true
 		return ch, nil
+	case ldapdir.EventLost:
+		v.synced = false // the view may fall behind until the next sync
+		return ch, nil
 	case ldapdir.EventDelete:
 		key := smartset.Key(ev.Entry.DN)
 		if key == "" && ev.Entry.UUID != "" {

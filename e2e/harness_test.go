@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,7 @@ type swarm struct {
 
 type agentProc struct {
 	name, location string
+	port           int
 	config         string
 	logPath        string
 	cmd            *exec.Cmd
@@ -110,14 +112,18 @@ func (s *swarm) start(name, location string, extra ...string) *agentProc {
 	a, ok := s.agents[name]
 	s.mu.Unlock()
 	if !ok {
-		a = &agentProc{name: name, location: location,
+		port, err := freePort()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		a = &agentProc{name: name, location: location, port: port,
 			config:  filepath.Join(s.tmp, name+".toml"),
 			logPath: filepath.Join(s.tmp, name+".log")}
 		cfg := fmt.Sprintf(`[service]
 name = %q
 location = %q
-listen = "127.0.0.1:0"
-advertise = "http://127.0.0.1:1/%s"
+listen = "127.0.0.1:%d"
+advertise = "http://127.0.0.1:%d"
 
 [directory]
 url = %q
@@ -129,7 +135,7 @@ lease_ttl = "%ds"
 [log]
 level = "debug"
 %s
-`, name, location, name, s.srv.URL, s.srv.BaseDN, s.srv.BindDN, int(s.ttl/time.Second), strings.Join(extra, "\n"))
+`, name, location, port, port, s.srv.URL, s.srv.BaseDN, s.srv.BindDN, int(s.ttl/time.Second), strings.Join(extra, "\n"))
 		if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 			s.t.Fatal(err)
 		}
@@ -167,6 +173,18 @@ func (a *agentProc) wait(t testing.TB, within time.Duration) error {
 		t.Fatalf("%s did not exit within %v", a.name, within)
 		return nil
 	}
+}
+
+// url is the agent's HTTP base URL.
+func (a *agentProc) url() string { return fmt.Sprintf("http://127.0.0.1:%d", a.port) }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (a *agentProc) dn() string { return "cn=" + a.name + ",ou=services,dc=example,dc=org" }

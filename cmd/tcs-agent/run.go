@@ -4,19 +4,29 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"tcs/agent"
 	"tcs/config"
+	"tcs/httpapi"
 	"tcs/ldapdir"
 	"tcs/smartset"
+	"tcs/tablecache"
 )
 
-// run is `tcs-agent run`: join the swarm until ctx ends, then leave.
+// run is `tcs-agent run`: serve HTTP, join the swarm until ctx ends, leave
+// (hand every set over), then stop serving.
 func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	log, err := newLogger(cfg, logOut)
 	if err != nil {
@@ -27,13 +37,75 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer dir.Close()
-	a, err := agent.New(dir, agentOptions(cfg, log))
+
+	ln, err := net.Listen("tcp", cfg.Service.Listen)
 	if err != nil {
+		return fmt.Errorf("[service] listen %s: %w", cfg.Service.Listen, err)
+	}
+	advertise := advertised(cfg.Service.Advertise, ln.Addr())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tables := tablecache.New(tablecache.Options{
+		Directory:       dir,
+		RefreshInterval: cfg.Cache.RefreshInterval.Duration,
+		RowLimit:        cfg.Cache.RowLimit,
+		Logger:          log,
+		Registerer:      reg,
+	})
+	opts := agentOptions(cfg, log)
+	opts.Service.Endpoint = advertise
+	opts.Metrics = agent.NewMetrics(reg)
+	opts.Tables = tables
+	a, err := agent.New(dir, opts)
+	if err != nil {
+		ln.Close()
 		return err
 	}
+	h := cfg.HTTP
+	srv := httpapi.New(a, tables, httpapi.Options{
+		ReadTimeout:     h.ReadTimeout.Duration,
+		WriteTimeout:    h.WriteTimeout.Duration,
+		IdleTimeout:     h.IdleTimeout.Duration,
+		ShutdownTimeout: h.ShutdownTimeout.Duration,
+		MaxHeaderBytes:  h.MaxHeaderBytes,
+		RetryAfter:      time.Second,
+		Logger:          log,
+		Gatherer:        reg,
+		Registerer:      reg,
+		StatusPage:      statusPage(a),
+	})
+
+	// The table cache and the HTTP server outlive the agent's leave: while
+	// it hands its sets over, requests for them are answered or redirected.
+	background, stop := context.WithCancel(context.Background())
+	var bg errgroup.Group
+	bg.Go(func() error { return tables.Run(background) })
+	bg.Go(func() error { return srv.Serve(background, ln) })
 	log.WithFields(logrus.Fields{"directory": cfg.Directory.URL, "lease_ttl": cfg.Directory.LeaseTTL.Duration,
-		"endpoint": cfg.Service.Advertise}).Info("tcs-agent starting")
-	return a.Run(ctx)
+		"endpoint": advertise, "listen": ln.Addr().String()}).Info("tcs-agent starting")
+
+	err = a.Run(ctx)
+	stop()
+	if berr := bg.Wait(); err == nil && berr != nil && !errors.Is(berr, context.Canceled) {
+		err = berr
+	}
+	return err
+}
+
+// advertised is the endpoint to publish: the configured one, with the real
+// port when the configured listen port was 0.
+func advertised(adv string, addr net.Addr) string {
+	u, err := url.Parse(adv)
+	if err != nil || u.Port() != "0" {
+		return adv
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return adv
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), port)
+	return u.String()
 }
 
 func agentOptions(cfg *config.Config, log logrus.FieldLogger) agent.Options {
