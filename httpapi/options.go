@@ -27,7 +27,7 @@ type Options struct {
 	Logger     logrus.FieldLogger    // nil: no logging
 	Gatherer   prometheus.Gatherer   // what /metrics serves (nil: a fresh registry)
 	Registerer prometheus.Registerer // where the HTTP metrics go (nil: not registered)
-	StatusPage http.Handler          // served at "/" (nil: a small built-in HTML page linking to the other routes)
+	StatusPage http.Handler          // served at "/" and under "/ui/" (nil: a small built-in HTML page linking to the other routes)
 }
 
 // Defaults of Options.

@@ -117,6 +117,9 @@ func routeOf(path string) (route, string) {
 	if rest, ok := strings.CutPrefix(path, "/v1/smartsets/"); ok {
 		return routeSet, rest
 	}
+	if strings.HasPrefix(path, "/ui/") { // the status page's assets and event stream
+		return routeStatus, ""
+	}
 	return routeOther, ""
 }
 
@@ -145,6 +148,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observe(rt, sw.status(), start)
 	}()
 	sw.Header().Set("X-Content-Type-Options", "nosniff")
+	// The API is read-only and public within the swarm: a status page
+	// served by one agent may follow a 307 to another agent's table.
+	sw.Header().Set("Access-Control-Allow-Origin", "*")
 	if rt == routeOther {
 		s.writeError(sw, r, &apiError{code: http.StatusNotFound, msg: "no such resource: " + r.URL.EscapedPath()})
 		return
