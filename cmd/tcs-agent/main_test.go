@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"tcs/config"
 	"tcs/internal/ldaptest"
 )
 
@@ -139,5 +140,25 @@ bind_password_file = "pw"
 	}
 	if !strings.Contains(out, "9 sets, 1 agents: 2 optimal, 0 non-optimal, 0 pending handoff, 7 orphaned") {
 		t.Errorf("summary line missing:\n%s", out)
+	}
+}
+
+// The example configurations shipped for operators stay valid.
+func TestShippedConfigsLoad(t *testing.T) {
+	root, err := ldaptest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "examples", "*.toml"))
+	more, _ := filepath.Glob(filepath.Join(root, "docker", "compose", "*.toml"))
+	files = append(files, more...)
+	if len(files) < 6 {
+		t.Fatalf("found only %v", files)
+	}
+	t.Setenv("TCS_BIND_PASSWORD", "secret")
+	for _, f := range files {
+		if _, err := config.Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
