@@ -51,6 +51,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}),
 	}
+	// Every label value a dashboard may query exists from the start, at 0.
+	for _, reason := range []string{"orphan", "better-placed", "leave"} {
+		m.OwnershipChanges.WithLabelValues(reason)
+	}
+	for _, op := range []string{"claim", "transfer", "release", "request", "clear"} {
+		m.CASConflicts.WithLabelValues(op)
+	}
 	if reg != nil {
 		reg.MustRegister(m.SetsOwned, m.OwnershipChanges, m.CASConflicts, m.Writes, m.LeaseRefresh,
 			m.LeaseFailures, m.Fenced, m.WatchReconnects, m.ReconcileSeconds)
