@@ -2,8 +2,11 @@ package ldapdir_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -500,5 +503,52 @@ func TestConnectionErrorsAreClear(t *testing.T) {
 	defer down.Close()
 	if err := down.Ping(ctx); !errors.Is(err, ldapdir.ErrUnavailable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("server down: %v", err)
+	}
+}
+
+// Every transport: ldaps:// and StartTLS against a self-signed CA, and
+// ldapi://; a compare-and-swap works over each, and an unverifiable
+// certificate is refused with a clear error.
+func TestTransports(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithTLS())
+	addSet(t, s, "tls", "Texas")
+	pem, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	ctx := ctxT(t, 20*time.Second)
+	epoch := int64(0)
+	for _, tc := range []struct {
+		name     string
+		url      string
+		startTLS bool
+	}{
+		{"ldaps", s.LDAPSURL, false},
+		{"StartTLS", s.URL, true},
+		{"ldapi", s.LDAPIURL, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := ldapdir.Open(ldapdir.Config{URL: tc.url, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+				StartTLS: tc.startTLS, TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			got, err := d.Claim(ctx, "tls", epoch, d.ServiceDN(tc.name))
+			if err != nil {
+				t.Fatalf("claim over %s: %v", tc.url, err)
+			}
+			epoch = got.Epoch
+		})
+	}
+	if epoch != 3 {
+		t.Fatalf("epoch after three claims: %d", epoch)
+	}
+	d, _ := ldapdir.Open(ldapdir.Config{URL: s.LDAPSURL, BaseDN: s.BaseDN})
+	defer d.Close()
+	if err := d.Ping(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("ldaps without the CA: %v, want a certificate error", err)
 	}
 }

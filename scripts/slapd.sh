@@ -14,7 +14,8 @@
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
 # TCS_ROOTPW (secret — development only), TCS_OVERLAYS ("syncprov dds"),
-# TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or /usr/sbin/slapd).
+# TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or /usr/sbin/slapd),
+# TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps:// and StartTLS).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,6 +86,10 @@ cmd_init() {
       render "$schema_dir/overlay-$o.ldif" "$dir"
     done
   } >"$dir/config.ldif"
+  if [ -n "${TCS_TLS_CERT:-}" ] || [ -n "${TCS_TLS_KEY:-}" ]; then
+    [ -r "${TCS_TLS_CERT:-}" ] && [ -r "${TCS_TLS_KEY:-}" ] || die "TCS_TLS_CERT and TCS_TLS_KEY must both name readable PEM files"
+    sed -i -e "/^olcIdleTimeout:/a olcTLSCertificateFile: $(esc "$TCS_TLS_CERT")\\nolcTLSCertificateKeyFile: $(esc "$TCS_TLS_KEY")" "$dir/config.ldif"
+  fi
   local slapadd
   slapadd=$(find_bin slapadd) || die "slapadd not found (run: slapd.sh install)"
   "$slapadd" -n0 -F "$dir/slapd.d" -l "$dir/config.ldif" >"$dir/run/slapadd.log" 2>&1 \

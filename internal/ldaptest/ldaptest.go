@@ -8,7 +8,14 @@ package ldaptest
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -36,6 +43,11 @@ type Server struct {
 	Password string
 	Port     int
 	Dir      string // configuration, data and logs
+
+	// With WithTLS only:
+	LDAPSURL string // ldaps://127.0.0.1:<port>
+	LDAPIURL string // ldapi://<socket path, %2F-escaped>
+	CAFile   string // PEM of the server's self-signed certificate
 
 	t     testing.TB
 	root  string
@@ -71,6 +83,14 @@ type options struct {
 	overlays []string
 	ldif     []string
 	debug    string
+	tls      bool
+}
+
+// WithTLS gives the server a fresh self-signed certificate for 127.0.0.1,
+// an ldaps:// listener (Server.LDAPSURL), StartTLS on ldap://, and an
+// ldapi:// socket (Server.LDAPIURL); Server.CAFile is the certificate.
+func WithTLS() Option {
+	return func(o *options) { o.tls = true }
 }
 
 // WithDebug runs slapd with -d level (e.g. "256" for the stats log, one line
@@ -115,6 +135,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	})
 	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), "init", dir)
 	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
+	if o.tls {
+		cert, key, err := selfSigned(dir)
+		if err != nil {
+			t.Fatalf("ldaptest: %v", err)
+		}
+		s.CAFile = cert
+		init.Env = append(init.Env, "TCS_TLS_CERT="+cert, "TCS_TLS_KEY="+key)
+		s.LDAPIURL = "ldapi://" + strings.ReplaceAll(filepath.Join(dir, "ldapi.sock"), "/", "%2F")
+	}
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("ldaptest: cannot make a slapd configuration (is slapd installed? `scripts/slapd.sh install`): %v\n%s", err, out)
 	}
@@ -126,6 +155,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 		s.Port = port
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)
+		if o.tls {
+			tlsPort, err := freePort()
+			if err != nil {
+				t.Fatalf("ldaptest: %v", err)
+			}
+			s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(tlsPort)
+		}
 		if lastErr = s.start(); lastErr == nil {
 			break
 		}
@@ -145,7 +181,11 @@ func (s *Server) start() error {
 	if s.cmd != nil {
 		return fmt.Errorf("already running")
 	}
-	cmd := exec.Command(filepath.Join(s.root, "scripts", "slapd.sh"), "run", s.Dir, s.URL+"/")
+	urls := s.URL + "/"
+	if s.LDAPSURL != "" {
+		urls += " " + s.LDAPSURL + "/ " + s.LDAPIURL
+	}
+	cmd := exec.Command(filepath.Join(s.root, "scripts", "slapd.sh"), "run", s.Dir, urls)
 	log := &lockedBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log
@@ -308,4 +348,40 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// selfSigned writes a self-signed ECDSA certificate for 127.0.0.1 and its
+// key into dir.
+func selfSigned(dir string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
 }
