@@ -67,7 +67,7 @@ type agentProc struct {
 func newSwarm(t testing.TB, ttl time.Duration, opts ...ldaptest.Option) *swarm {
 	t.Helper()
 	srv := ldaptest.Start(t, opts...)
-	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password})
+	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,8 +226,16 @@ func (s *swarm) eventually(within time.Duration, what string, cond func(*smartse
 	start := time.Now()
 	var err error
 	for time.Since(start) < within {
-		if err = cond(s.snapshot()); err == nil {
-			return time.Since(start)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		snap, serr := s.dir.Snapshot(ctx)
+		cancel()
+		switch {
+		case snap == nil:
+			err = serr // a loaded directory may time out: try again
+		default:
+			if err = cond(snap); err == nil {
+				return time.Since(start)
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"tcs/config"
 	"tcs/internal/ldaptest"
@@ -160,5 +162,42 @@ func TestShippedConfigsLoad(t *testing.T) {
 		if _, err := config.Load(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// `tcs-agent status --watch` redraws the table every second until stopped.
+func TestStatusWatchRedraws(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	cfg, err := config.Parse([]byte(`[service]
+name = "tcs-status"
+location = "Japan"
+[directory]
+url = "`+s.URL+`"
+base_dn = "dc=example,dc=org"
+bind_dn = "cn=admin,dc=example,dc=org"
+`), "tcs.toml", func(string) string { return s.Password })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	go func() {
+		time.Sleep(1200 * time.Millisecond) // a change between two frames
+		s.Apply("dn: cn=japan-routers,ou=smartsets,dc=example,dc=org\nchangetype: modify\nreplace: tcsEpoch\ntcsEpoch: 7\n")
+	}()
+	if err := status(ctx, cfg, &out, true); err != nil {
+		t.Fatal(err)
+	}
+	frames := strings.Split(out.String(), "\033[H\033[2J")
+	if len(frames) < 3 { // "" before the first clear, then two frames at least
+		t.Fatalf("%d frames:\n%s", len(frames)-1, out.String())
+	}
+	first, last := frames[1], frames[len(frames)-1]
+	if !strings.Contains(first, "SET") || !strings.Contains(last, "9 sets") {
+		t.Errorf("frames lack the table:\n%s", out.String())
+	}
+	if strings.Contains(first, "japan-routers              Japan       -      -               7") || !strings.Contains(last, " 7 ") {
+		t.Errorf("the change did not show in a later frame:\nfirst:\n%s\nlast:\n%s", first, last)
 	}
 }
