@@ -43,10 +43,11 @@ ldap-up:
 ldap-down:
 	@scripts/slapd.sh down "$(TCS_LDAP_DIR)"
 
-# The benchmark table of DESIGN.md section 7, each target beside a baseline
-# measured in the same run (TCS_BENCH_SETS=10000 by default).
+# The benchmark tables of DESIGN.md section 7, each target beside a baseline
+# measured in the same run. Sizes: TCS_BENCH_SETS (10000) for the swarm,
+# TCS_BENCH_AGENTS (20) and TCS_BENCH_SCALE_SETS (20000) for the scale run.
 bench: deps
-	$(GO) test -run '^$$' -bench BenchmarkSwarm -benchtime 1x -timeout 60m ./e2e
+	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale' -benchtime 1x -timeout 120m ./e2e
 
 clean:
 	rm -rf bin

@@ -27,7 +27,7 @@ func BenchmarkSwarm(b *testing.B) {
 	defer r.print(os.Stdout)
 
 	sets := envInt("TCS_BENCH_SETS", 10000)
-	s := newSwarm(b, 3*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif", "testdata/ldif/oregon.ldif"), ldaptest.WithDebug("256"))
+	s := newSwarm(b, 3*time.Second, ldaptest.WithDebug("256"))
 
 	// Baseline: the raw modify rate of this slapd, one writer and eight.
 	rate1 := modifyRate(b, s, 2000, 1)
@@ -63,6 +63,22 @@ func BenchmarkSwarm(b *testing.B) {
 	r.add("idle load per agent (syncrepl): searches", fmt.Sprintf("%.2f/s", perAgent(ops["SRCH"])), "0", verdict(ops["SRCH"] == 0))
 	r.add("idle load per agent: lease refreshes", fmt.Sprintf("%.2f/s", perAgent(ops["REFRESH"])), fmt.Sprintf("%.2f/s (TTL/3)", 1/(s.ttl.Seconds()/3)), "")
 	r.add("idle load per agent: other writes", fmt.Sprintf("%.2f/s", perAgent(ops["MOD"]+ops["ADD"]+ops["DEL"])), "0", verdict(ops["MOD"]+ops["ADD"]+ops["DEL"] == 0))
+
+	// HTTP: a cached table from an agent vs a bare handler, same bytes.
+	s.srv.Load("testdata/ldif/example.ldif")
+	s.eventually(time.Minute, "example placed", func(snap *smartset.Snapshot) error {
+		return ownedBy("Japan", jp.name)(snap)
+	})
+	tableURL := jp.url() + "/v1/smartsets/japan-all-systems"
+	waitFor(b, 30*time.Second, func() error {
+		if resp, _, err := tryGet(tableURL); err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("table not served yet: %v", err)
+		}
+		return nil
+	})
+	tcsRate, bareRate := httpRatio(b, tableURL, 8, 2*time.Second)
+	r.add("HTTP: cached table req/s vs a bare net/http handler, same bytes", fmt.Sprintf("%.0f vs %.0f req/s = %.2f", tcsRate, bareRate, tcsRate/bareRate),
+		">= 0.8", verdict(tcsRate/bareRate >= 0.8))
 
 	// Failover: kill -9 of the agent owning every set.
 	killed := time.Now()

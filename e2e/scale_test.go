@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tcs/smartset"
+)
+
+// BenchmarkScale: many agents in many locations and many sets on one slapd;
+// the time from starting the agents to every set placed optimally, and the
+// agents' memory. TCS_BENCH_AGENTS (20) and TCS_BENCH_SCALE_SETS (20000) set
+// the size; DESIGN.md's 100 agents and 100,000 sets take about 25 times as
+// long on a 2-core machine.
+func BenchmarkScale(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("runs once: use -benchtime 1x")
+	}
+	nAgents := envInt("TCS_BENCH_AGENTS", 20)
+	nSets := envInt("TCS_BENCH_SCALE_SETS", 20000)
+	const nLocs = 10
+	r := &report{}
+	defer r.print(os.Stdout)
+	s := newSwarm(b, 5*time.Second)
+	var locs strings.Builder
+	names := make([]string, nLocs)
+	for i := range nLocs {
+		names[i] = fmt.Sprintf("Site%02d", i)
+		fmt.Fprintf(&locs, "dn: cn=%s,ou=locations,dc=example,dc=org\nobjectClass: tcsLocation\ncn: %s\ntcsCoordinates: %.4f,%.4f\n\n",
+			names[i], names[i], -60+float64(i)*12, -170+float64(i)*34)
+	}
+	s.srv.Apply(locs.String())
+	loadStart := time.Now()
+	s.srv.Apply(setsLDIF("scale", nSets, names...))
+	b.Logf("loaded %d sets in %v", nSets, time.Since(loadStart).Round(time.Millisecond))
+
+	start := time.Now()
+	var agents []*agentProc
+	for i := range nAgents {
+		agents = append(agents, s.start(fmt.Sprintf("tcs-site%02d-%d", i%nLocs, i/nLocs), names[i%nLocs], `[placement]`, `reconcile_interval = "5s"`))
+	}
+	took := s.eventually(30*time.Minute, "every set placed optimally", func(snap *smartset.Snapshot) error {
+		if len(snap.Services) != nAgents {
+			return fmt.Errorf("%d agents registered", len(snap.Services))
+		}
+		for _, st := range snap.Sets {
+			o, ok := snap.Services[smartset.Key(st.Owner)]
+			if !ok || o.Location != st.Location {
+				return fmt.Errorf("%s (%s) owned by %q", st.Name, st.Location, st.Owner)
+			}
+		}
+		return nil
+	})
+	_ = start
+	var total, peak int64
+	for _, a := range agents {
+		rss := rssKiB(a.cmd.Process.Pid)
+		total += rss
+		peak = max(peak, rss)
+	}
+	r.add(fmt.Sprintf("scale: %d agents, %d sets, one slapd: start -> every set placed optimally", nAgents, nSets), took.Round(time.Millisecond).String(), "reported", "")
+	r.add("scale: agent memory (RSS) mean / max", fmt.Sprintf("%.1f MiB / %.1f MiB", float64(total)/float64(len(agents))/1024, float64(peak)/1024), "reported", "")
+}
+
+func rssKiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// httpRatio measures cached-table requests per second from an agent against
+// a bare net/http handler serving the same bytes with the same headers, over
+// loopback with keep-alive, interleaved rounds; it returns both rates.
+func httpRatio(tb testing.TB, url string, conc int, perRound time.Duration) (tcs, bare float64) {
+	tb.Helper()
+	resp, body := get(tb, url)
+	if resp.StatusCode != 200 {
+		tb.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	header := resp.Header.Clone()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range header {
+			if k != "Date" && k != "Content-Length" {
+				w.Header()[k] = v
+			}
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	bareURL := "http://" + ln.Addr().String() + "/"
+	var bestT, bestB float64
+	for range 3 {
+		bestT = max(bestT, load(url, conc, perRound))
+		bestB = max(bestB, load(bareURL, conc, perRound))
+	}
+	return bestT, bestB
+}
+
+// load runs conc keep-alive clients against url for d and returns req/s.
+func load(url string, conc int, d time.Duration) float64 {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64<<10)
+			for time.Now().Before(stop) {
+				resp, err := client.Get(url)
+				if err != nil {
+					return
+				}
+				for {
+					if _, err := resp.Body.Read(buf); err != nil {
+						break
+					}
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					n.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n.Load()) / d.Seconds()
+}
