@@ -24,6 +24,10 @@ import (
 var agentBin string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv("TCS_E2E_BARE_ADDR"); addr != "" {
+		serveBare(addr, os.Getenv("TCS_E2E_BARE_FILE")) // the baseline server of the HTTP benchmark
+		return
+	}
 	dir, err := os.MkdirTemp("", "tcs-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,37 +86,72 @@ func rssKiB(pid int) int64 {
 }
 
 // httpRatio measures cached-table requests per second from an agent against
-// a bare net/http handler serving the same bytes with the same headers, over
-// loopback with keep-alive, interleaved rounds; it returns both rates.
+// a bare net/http handler serving the same bytes with the same headers, each
+// in a process of its own, over loopback with keep-alive, in interleaved
+// rounds; it returns both rates.
 func httpRatio(tb testing.TB, url string, conc int, perRound time.Duration) (tcs, bare float64) {
 	tb.Helper()
 	resp, body := get(tb, url)
 	if resp.StatusCode != 200 {
 		tb.Fatalf("GET %s: %d", url, resp.StatusCode)
 	}
-	header := resp.Header.Clone()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var raw strings.Builder
+	resp.Header.Del("Date")
+	resp.Header.Del("Content-Length")
+	resp.Header.Write(&raw)
+	file := filepath.Join(tb.TempDir(), "response")
+	if err := os.WriteFile(file, []byte(raw.String()+"\n"+string(body)), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	port, err := freePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for k, v := range header {
-			if k != "Date" && k != "Content-Length" {
-				w.Header()[k] = v
-			}
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	bareURL := "http://" + ln.Addr().String() + "/"
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "TCS_E2E_BARE_ADDR="+addr, "TCS_E2E_BARE_FILE="+file)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	bareURL := "http://" + addr + "/"
+	waitFor(tb, 10*time.Second, func() error { _, _, err := tryGet(bareURL); return err })
 	var bestT, bestB float64
 	for range 3 {
 		bestT = max(bestT, load(url, conc, perRound))
 		bestB = max(bestB, load(bareURL, conc, perRound))
 	}
 	return bestT, bestB
+}
+
+// serveBare serves, at addr, the response saved in file (headers, a blank
+// line, the body) to every request: the baseline of httpRatio.
+func serveBare(addr, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	head, body, _ := strings.Cut(string(data), "\r\n\n")
+	header := http.Header{}
+	for _, l := range strings.Split(head, "\r\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			header.Add(k, v)
+		}
+	}
+	header.Set("Content-Length", strconv.Itoa(len(body)))
+	b := []byte(body)
+	http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.Write(b)
+	}))
+	os.Exit(1)
 }
 
 // load runs conc keep-alive clients against url for d and returns req/s.
