@@ -229,8 +229,14 @@ func (d *Dir) do(ctx context.Context, what string, op func(*ldap.Conn) error) er
 		return err
 	}
 	err = op(c)
-	if err != nil && isNetwork(err) {
+	if err != nil && (isNetwork(err) || c.IsClosing()) {
 		d.drop(c)
+		if !isNetwork(err) {
+			// go-ldap fails the requests in flight on a connection that
+			// broke with a plain error ("unable to read LDAP response
+			// packet: EOF"): the connection is what failed.
+			return fmt.Errorf("%s: %w (%v)", what, ErrUnavailable, err)
+		}
 	}
 	return translate(what, err)
 }
@@ -254,7 +260,7 @@ func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
 	// than block the caller: callers retry on their own schedule, and a
 	// lease refresh must never sleep past its deadline.
 	if wait := time.Until(d.retryAt); wait > 0 {
-		return nil, fmt.Errorf("dial %s: %w (reconnecting, next attempt in %v: %v)", d.cfg.URL, ErrUnavailable, wait.Round(time.Millisecond), d.lastErr)
+		return nil, fmt.Errorf("%w (waiting to redial)", d.lastErr)
 	}
 	c, err := d.cfg.dial(ctx, d.cfg.Timeout)
 	if err != nil {
