@@ -94,16 +94,17 @@ type Agent struct {
 
 	kick chan struct{} // a reconcile is wanted (capacity 1: coalesces)
 
-	mu       sync.Mutex
-	v        *view
-	lease    *ldapdir.Lease
-	claimAt  map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
-	progress map[string]progress  // orphan group (former owner key) -> progress seen
-	tokens   int                  // move budget left in this window
-	window   time.Time            // start of the budget window
-	watch    *ldapdir.Watch
-	leaving  bool
-	onChange []func(Change)
+	mu        sync.Mutex
+	v         *view
+	lease     *ldapdir.Lease
+	claimAt   map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
+	progress  map[string]progress  // orphan group (former owner key) -> progress seen
+	requested map[string]requested // set -> the release request this agent last wrote
+	tokens    int                  // move budget left in this window
+	window    time.Time            // start of the budget window
+	watch     *ldapdir.Watch
+	leaving   bool
+	onChange  []func(Change)
 
 	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 }
@@ -114,6 +115,16 @@ type progress struct {
 	count int
 	at    time.Time
 }
+
+// requested is a release request this agent wrote: for which epoch, when.
+type requested struct {
+	epoch int64
+	at    time.Time
+}
+
+// requestBackoff is how long a rejected release request is not repeated
+// for the same epoch of a set.
+const requestBackoff = 30 * time.Second
 
 // Change is one ownership change this agent saw happen to a set it owns or
 // now owns (for the table cache).
@@ -131,17 +142,18 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 	self := dir.ServiceDN(opts.Service.Name)
 	opts.Service.DN = self
 	a := &Agent{
-		opts:     opts,
-		dir:      dir,
-		leaseDir: dir.Clone(),
-		log:      opts.Logger.WithField("agent", opts.Service.Name),
-		m:        opts.Metrics,
-		selfDN:   self,
-		kick:     make(chan struct{}, 1),
-		v:        newView(self, opts.Service.Location),
-		claimAt:  map[string]time.Time{},
-		progress: map[string]progress{},
-		tokens:   opts.MoveBudget,
+		opts:      opts,
+		dir:       dir,
+		leaseDir:  dir.Clone(),
+		log:       opts.Logger.WithField("agent", opts.Service.Name),
+		m:         opts.Metrics,
+		selfDN:    self,
+		kick:      make(chan struct{}, 1),
+		v:         newView(self, opts.Service.Location),
+		claimAt:   map[string]time.Time{},
+		progress:  map[string]progress{},
+		requested: map[string]requested{},
+		tokens:    opts.MoveBudget,
 	}
 	if opts.Tables != nil {
 		a.onChange = append(a.onChange, a.keepTables)

@@ -34,6 +34,22 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		HysteresisKm: a.opts.HysteresisKm,
 		MoveBudget:   a.tokens,
 	})
+	// A request the owner rejected (cleared) is not repeated for the same
+	// epoch before requestBackoff: two agents whose views disagree must not
+	// trade request and clear writes forever.
+	reqs := plan.Requests[:0]
+	for _, mv := range plan.Requests {
+		if r, ok := a.requested[smartset.Key(mv.Set.Name)]; ok && r.epoch == mv.Set.Epoch && now.Sub(r.at) < requestBackoff {
+			continue
+		}
+		reqs = append(reqs, mv)
+	}
+	plan.Requests = reqs
+	for k, r := range a.requested {
+		if now.Sub(r.at) >= requestBackoff {
+			delete(a.requested, k)
+		}
+	}
 	a.tokens -= len(plan.Requests)
 
 	// Staggered orphan claims: rank 0 at once; rank k once the set has been
@@ -218,6 +234,7 @@ func (a *Agent) request(ctx context.Context, s smartset.Set) {
 		s.ReleaseRequest = a.selfDN
 		a.mu.Lock()
 		a.v.putSet(s)
+		a.requested[smartset.Key(s.Name)] = requested{epoch: s.Epoch, at: time.Now()}
 		a.mu.Unlock()
 	}
 }
