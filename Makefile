@@ -8,7 +8,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X tcs/internal/version.Version=$(VERSION)
 TEST_TIMEOUT  ?= 30m
 
-.PHONY: all build test vet fmt-check deps ldap-up ldap-down bench demo clean
+.PHONY: all build test vet fmt-check deps test-deps ldap-up ldap-down bench demo clean
 DEMO_FLAGS    ?=
 
 all: build
@@ -25,6 +25,10 @@ demo: deps build
 deps:
 	@scripts/slapd.sh install
 
+# ... and Chromium for the browser test of the status page.
+test-deps: deps
+	@scripts/install-chromium.sh
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -33,7 +37,7 @@ vet:
 	$(GO) vet ./...
 
 # Every test, integration included, each against a slapd it starts itself.
-test: deps fmt-check vet
+test: test-deps fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # A throwaway local directory at ldap://127.0.0.1:$(TCS_LDAP_PORT).

@@ -62,6 +62,8 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		ln.Close()
 		return err
 	}
+	page := statusPage(a.Name(), dir, log)
+	defer page.Close() // runs after the HTTP server has stopped (bg.Wait below)
 	h := cfg.HTTP
 	srv := httpapi.New(a, tables, httpapi.Options{
 		ReadTimeout:     h.ReadTimeout.Duration,
@@ -73,7 +75,7 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		Logger:          log,
 		Gatherer:        reg,
 		Registerer:      reg,
-		StatusPage:      statusPage(a),
+		StatusPage:      page,
 	})
 
 	// The table cache and the HTTP server outlive the agent's leave: while

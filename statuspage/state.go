@@ -1,0 +1,215 @@
+package statuspage
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// state is the JSON of GET /ui/state and of every "state" event.
+type state struct {
+	Agent     string         `json:"agent"`
+	Generated time.Time      `json:"generated"` // RFC 3339 with nanoseconds
+	Connected bool           `json:"connected"` // the directory view is current
+	Locations []locationView `json:"locations"`
+	Summary   summary        `json:"summary"`
+}
+
+// locationView is one card: a tcsLocation entry, or (Unlisted) the
+// pseudo-group of the agents and sets whose geoLocation names no entry.
+type locationView struct {
+	Name        string      `json:"name"`        // cn; "" for the unlisted group
+	Coordinates string      `json:"coordinates"` // "lat,lon", "" when unknown
+	Unlisted    bool        `json:"unlisted,omitempty"`
+	Agents      []agentView `json:"agents"`
+	Sets        []setView   `json:"sets"`
+}
+
+type agentView struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	Location string `json:"location"` // geoLocation as written
+	Owned    int    `json:"owned"`    // sets it owns
+}
+
+type setView struct {
+	Name           string `json:"name"`
+	Location       string `json:"location"`       // geoLocation as written
+	Owner          string `json:"owner"`          // the owner's name (cn), "" when none
+	OwnerLocation  string `json:"owner_location"` // the live owner's geoLocation, "" when not live
+	Epoch          int64  `json:"epoch"`
+	State          string `json:"state"`           // smartset.StateOptimal, ...
+	ReleaseRequest string `json:"release_request"` // the requester's name, "" when none
+}
+
+type summary struct {
+	Sets       int `json:"sets"`
+	Agents     int `json:"agents"`
+	Optimal    int `json:"optimal"`
+	NonOptimal int `json:"non_optimal"`
+	Pending    int `json:"pending"`
+	Orphaned   int `json:"orphaned"`
+}
+
+// build computes the page's state from snap. It does not change snap.
+func build(agent string, snap *smartset.Snapshot, connected bool, now time.Time) state {
+	st := state{Agent: agent, Generated: now.UTC(), Connected: connected, Locations: []locationView{}}
+	groups := map[string]*locationView{} // smartset.Key(location name) -> card
+	for k, l := range snap.Locations {
+		g := &locationView{Name: l.Name, Agents: []agentView{}, Sets: []setView{}}
+		if l.HasCoordinates {
+			g.Coordinates = smartset.FormatCoordinates(l.Lat, l.Lon)
+		}
+		groups[k] = g
+	}
+	unlisted := &locationView{Unlisted: true, Agents: []agentView{}, Sets: []setView{}}
+	group := func(loc string) *locationView {
+		if g, ok := groups[smartset.Key(loc)]; ok && loc != "" {
+			return g
+		}
+		return unlisted
+	}
+
+	counts := snap.Counts()
+	for k, svc := range snap.Services {
+		g := group(svc.Location)
+		g.Agents = append(g.Agents, agentView{Name: svc.Name, Endpoint: svc.Endpoint, Location: svc.Location, Owned: counts[k]})
+	}
+	for _, set := range snap.Sets {
+		v := setView{Name: set.Name, Location: set.Location, Epoch: set.Epoch,
+			State: smartset.State(snap, counts, set)}
+		if set.Owner != "" {
+			v.Owner = nameOf(set.Owner)
+			if svc, ok := snap.Services[smartset.Key(set.Owner)]; ok {
+				v.OwnerLocation = svc.Location
+			}
+		}
+		if set.ReleaseRequest != "" {
+			v.ReleaseRequest = nameOf(set.ReleaseRequest)
+		}
+		switch v.State {
+		case smartset.StateOptimal:
+			st.Summary.Optimal++
+		case smartset.StateNonOptimal:
+			st.Summary.NonOptimal++
+		case smartset.StatePending:
+			st.Summary.Pending++
+		case smartset.StateOrphaned:
+			st.Summary.Orphaned++
+		}
+		g := group(set.Location)
+		g.Sets = append(g.Sets, v)
+	}
+	st.Summary.Sets = len(snap.Sets)
+	st.Summary.Agents = len(snap.Services)
+
+	for _, g := range groups {
+		st.Locations = append(st.Locations, *g)
+	}
+	slices.SortFunc(st.Locations, func(a, b locationView) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), strings.Compare(a.Name, b.Name))
+	})
+	if len(unlisted.Agents)+len(unlisted.Sets) > 0 {
+		st.Locations = append(st.Locations, *unlisted) // last, after the real locations
+	}
+	for i := range st.Locations {
+		g := &st.Locations[i]
+		slices.SortFunc(g.Agents, func(a, b agentView) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(g.Sets, func(a, b setView) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return st
+}
+
+// nameOf is the cn of a service DN, or the DN itself when it does not parse.
+func nameOf(dn string) string {
+	if n := ldapdir.RDNValue(dn); n != "" {
+		return n
+	}
+	return dn
+}
+
+// model is a snapshot kept up to date from watch events. Deletes carry only
+// a DN, so it remembers which map entry each DN filled.
+type model struct {
+	snap *smartset.Snapshot
+	byDN map[string]ref // smartset.Key(DN) -> where the entry is
+}
+
+type kind int
+
+const (
+	kindService kind = iota + 1
+	kindSet
+	kindLocation
+)
+
+type ref struct {
+	kind kind
+	key  string // key in the snapshot map of kind
+}
+
+func newModel() *model {
+	return &model{snap: smartset.NewSnapshot(), byDN: map[string]ref{}}
+}
+
+// upsert records an added or changed entry. An entry that does not convert
+// (say an unparsable tcsEpoch) is dropped, as the agent drops it; a location
+// with bad coordinates is kept without them. It returns the conversion error.
+func (m *model) upsert(e ldapdir.Entry) error {
+	m.delete(e.DN) // a changed entry may have moved (modrdn) or changed kind
+	var r ref
+	var err error
+	switch {
+	case e.HasClass("smartSet"):
+		var s smartset.Set
+		if s, err = ldapdir.ToSet(e); err != nil {
+			return err
+		}
+		r = ref{kindSet, smartset.Key(s.Name)}
+		m.snap.Sets[r.key] = s
+	case e.HasClass("tcsService"):
+		var s smartset.Service
+		if s, err = ldapdir.ToService(e); err != nil {
+			return err
+		}
+		r = ref{kindService, smartset.Key(s.DN)}
+		m.snap.Services[r.key] = s
+	case e.HasClass("tcsLocation"):
+		l, lerr := ldapdir.ToLocation(e) // l is usable without coordinates
+		err = lerr
+		r = ref{kindLocation, smartset.Key(l.Name)}
+		m.snap.Locations[r.key] = l
+	default:
+		return nil
+	}
+	m.byDN[smartset.Key(e.DN)] = r
+	return err
+}
+
+// delete forgets the entry with DN dn, if known.
+func (m *model) delete(dn string) {
+	k := smartset.Key(dn)
+	r, ok := m.byDN[k]
+	if !ok {
+		return
+	}
+	delete(m.byDN, k)
+	// Two entries may share a key (two sets of the same cn in different
+	// places): only drop the one that came from this DN.
+	switch r.kind {
+	case kindSet:
+		if smartset.SameDN(m.snap.Sets[r.key].DN, dn) {
+			delete(m.snap.Sets, r.key)
+		}
+	case kindService:
+		delete(m.snap.Services, r.key) // keyed by DN: no sharing
+	case kindLocation:
+		if smartset.SameDN(m.snap.Locations[r.key].DN, dn) {
+			delete(m.snap.Locations, r.key)
+		}
+	}
+}
