@@ -125,10 +125,13 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	return next
 }
 
-// stillOrphaned re-reads, one search per former owner, the due claims that
-// the watch does not keep current, and returns those still orphaned. When
-// the search shows that others claimed some of the group meanwhile, it
-// records the progress and claims nothing of that group this time.
+// stillOrphaned re-checks, with one attribute-less search per former owner,
+// the due claims that the watch does not keep current, and returns those
+// still orphaned. A set still owned by its dead former owner has not changed
+// since it was read (any change of owner moves the epoch and the owner), so
+// the view's copy is current. When the search shows that others claimed some
+// of the group meanwhile, it records the progress and claims nothing of that
+// group this time.
 func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartset.Set {
 	byOwner := map[string][]smartset.Set{}
 	for _, s := range due {
@@ -136,14 +139,14 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 	}
 	var out []smartset.Set
 	for owner, sets := range byOwner {
-		fresh, err := a.dir.SetsOwnedBy(ctx, owner)
-		if err != nil && fresh == nil {
+		names, err := a.dir.SetNamesOwnedBy(ctx, owner)
+		if err != nil {
 			a.log.WithError(err).Warn("cannot re-check orphans; will retry")
 			continue
 		}
-		still := make(map[string]smartset.Set, len(fresh))
-		for _, s := range fresh {
-			still[smartset.Key(s.Name)] = s
+		still := make(map[string]bool, len(names))
+		for _, n := range names {
+			still[smartset.Key(n)] = true
 		}
 		g := smartset.Key(owner)
 		a.mu.Lock()
@@ -151,22 +154,19 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 		for key, s := range a.v.snap.Sets {
 			if smartset.Key(s.Owner) == g {
 				known++
-				if _, ok := still[key]; !ok {
+				if !still[key] {
 					delete(a.v.snap.Sets, key) // claimed by someone else meanwhile
 					delete(a.claimAt, key)
 				}
 			}
 		}
-		for _, f := range fresh {
-			a.v.putSet(f)
-		}
-		if len(fresh) < known {
-			a.progress[g] = progress{count: len(fresh), at: time.Now()}
+		if len(names) < known {
+			a.progress[g] = progress{count: len(names), at: time.Now()}
 			a.mu.Unlock()
 			continue
 		}
 		for _, s := range sets {
-			if f, ok := still[smartset.Key(s.Name)]; ok && a.v.snap.Orphaned(f) {
+			if f, ok := a.v.snap.Sets[smartset.Key(s.Name)]; ok && a.v.snap.Orphaned(f) {
 				out = append(out, f)
 			}
 		}

@@ -552,3 +552,20 @@ func TestTransports(t *testing.T) {
 		t.Fatalf("ldaps without the CA: %v, want a certificate error", err)
 	}
 }
+
+func TestAnySet(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	ctx := ctxT(t, 10*time.Second)
+	if any, err := d.AnySet(ctx, "(!(owner=*))"); err != nil || any {
+		t.Fatalf("empty: %v %v", any, err)
+	}
+	addSet(t, s, "a1", "Texas")
+	addSet(t, s, "a2", "Texas")
+	if any, err := d.AnySet(ctx, "(!(owner=*))"); err != nil || !any {
+		t.Fatalf("two unowned: %v %v", any, err)
+	}
+	if any, err := d.AnySet(ctx, "(owner=*)"); err != nil || any {
+		t.Fatalf("none owned: %v %v", any, err)
+	}
+}

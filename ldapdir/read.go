@@ -61,6 +61,40 @@ func (d *Dir) SetsOwnedBy(ctx context.Context, ownerDN string) ([]smartset.Set, 
 	return d.Sets(ctx, "(owner="+ldap.EscapeFilter(ownerDN)+")")
 }
 
+// SetNamesOwnedBy returns the names of the sets whose owner is ownerDN,
+// reading no attributes: a cheap way to watch a dead agent's orphans being
+// claimed.
+func (d *Dir) SetNamesOwnedBy(ctx context.Context, ownerDN string) ([]string, error) {
+	es, err := d.search(ctx, d.SetsDN(), ldap.ScopeWholeSubtree, "(&(objectClass=smartSet)(owner="+ldap.EscapeFilter(ownerDN)+"))", []string{"1.1"})
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(es))
+	for _, e := range es {
+		names = append(names, rdnValue(e.DN))
+	}
+	return names, nil
+}
+
+// AnySet reports whether at least one set matches filter, reading one DN
+// at most: a cheap check however many sets there are.
+func (d *Dir) AnySet(ctx context.Context, filter string) (bool, error) {
+	req := ldap.NewSearchRequest(d.SetsDN(), ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 1, 0, false,
+		"(&(objectClass=smartSet)"+filter+")", []string{"1.1"}, nil)
+	var n int
+	err := d.do(ctx, "search "+d.SetsDN()+" "+filter, func(c *ldap.Conn) error {
+		res, err := c.Search(req)
+		if res != nil {
+			n = len(res.Entries)
+		}
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			return nil // there is more than one: fine
+		}
+		return err
+	})
+	return n > 0, err
+}
+
 // Unowned reads the sets with no owner at all.
 func (d *Dir) Unowned(ctx context.Context) ([]smartset.Set, error) {
 	return d.Sets(ctx, "(!(owner=*))")
