@@ -35,6 +35,21 @@ func BenchmarkSwarm(b *testing.B) {
 	r.add("baseline: raw slapd modify rate, 1 connection", fmt.Sprintf("%.0f/s", rate1), "", "")
 	r.add("baseline: raw slapd modify rate, 8 connections", fmt.Sprintf("%.0f/s", rate8), "", "")
 	raw := max(rate1, rate8)
+	// The same with three syncrepl watchers over the sets (what the agents
+	// add to every write): how much of any gap below is slapd's fan-out.
+	wctx, stopWatches := context.WithCancel(context.Background())
+	for range 3 {
+		w := s.dir.Watch(wctx, ldapdir.WatchSpec{Base: s.dir.SetsDN(), Scope: ldapdir.ScopeOne, Filter: "(objectClass=smartSet)", Attrs: []string{"owner", "tcsEpoch"}})
+		go func() {
+			for range w.Events() {
+			}
+		}()
+		defer w.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	rateW := modifyRate(b, s, 4000, 8)
+	stopWatches()
+	r.add("baseline: modify rate, 8 connections, 3 syncrepl watchers", fmt.Sprintf("%.0f/s", rateW), "", "")
 
 	// The sets, all in Texas.
 	b.Logf("loading %d sets", sets)
