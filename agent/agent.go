@@ -100,6 +100,7 @@ type Agent struct {
 	claimAt   map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
 	progress  map[string]progress  // orphan group (former owner key) -> progress seen
 	requested map[string]requested // set -> the release request this agent last wrote
+	counts    smartset.Counts      // owned counts of the view for HTTP lookups; nil = recount
 	tokens    int                  // move budget left in this window
 	window    time.Time            // start of the budget window
 	watch     *ldapdir.Watch

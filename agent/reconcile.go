@@ -29,6 +29,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	if now.Sub(a.window) >= a.opts.MoveInterval {
 		a.window, a.tokens = now, a.opts.MoveBudget
 	}
+	a.counts = nil // recounted on the next HTTP lookup that needs it
 	plan := smartset.Decide(a.v.snap, smartset.Options{
 		Self:         a.selfDN,
 		HysteresisKm: a.opts.HysteresisKm,

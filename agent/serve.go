@@ -128,7 +128,10 @@ func (a *Agent) Set(ctx context.Context, name string) (httpapi.SetInfo, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return info(a.v.snap, a.v.snap.Counts(), s), nil
+	if a.counts == nil {
+		a.counts = a.v.snap.Counts()
+	}
+	return info(a.v.snap, a.counts, s), nil
 }
 
 func info(snap *smartset.Snapshot, counts smartset.Counts, s smartset.Set) httpapi.SetInfo {
