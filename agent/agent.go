@@ -115,6 +115,11 @@ type Agent struct {
 type progress struct {
 	count int
 	at    time.Time
+	// backoff stretches the wait between re-checks of a group that keeps
+	// making progress (doubling up to the lease TTL), so a rank-k agent
+	// does not search a large orphan group several times a second while
+	// the rank-0 agent works through it.
+	backoff time.Duration
 }
 
 // requested is a release request this agent wrote: for which epoch, when.

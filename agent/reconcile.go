@@ -63,9 +63,9 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	}
 	for g, n := range groups {
 		if p, ok := a.progress[g]; !ok || n < p.count {
-			a.progress[g] = progress{count: n, at: now}
+			a.progress[g] = progress{count: n, at: now, backoff: p.backoff}
 		} else if n > p.count {
-			a.progress[g] = progress{count: n, at: p.at}
+			a.progress[g] = progress{count: n, at: p.at, backoff: p.backoff}
 		}
 	}
 	for g := range a.progress {
@@ -90,7 +90,8 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			at = now.Add(wait + jitter(a.opts.ClaimStagger/2))
 			a.claimAt[key] = at
 		}
-		if quiet := a.progress[smartset.Key(c.Set.Owner)].at.Add(wait); at.Before(quiet) {
+		p := a.progress[smartset.Key(c.Set.Owner)]
+		if quiet := p.at.Add(wait + p.backoff); at.Before(quiet) {
 			at = quiet
 		}
 		if !now.Before(at) {
@@ -162,7 +163,8 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 			}
 		}
 		if len(names) < known {
-			a.progress[g] = progress{count: len(names), at: time.Now()}
+			b := min(max(2*a.progress[g].backoff, a.opts.ClaimStagger), a.opts.LeaseTTL)
+			a.progress[g] = progress{count: len(names), at: time.Now(), backoff: b}
 			a.mu.Unlock()
 			continue
 		}
