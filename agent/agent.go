@@ -358,9 +358,6 @@ func (a *Agent) valid() bool {
 	return ok
 }
 
-// Valid is valid for the HTTP layer: false while the agent is fenced.
-func (a *Agent) Valid() bool { return a.valid() }
-
 func (a *Agent) fence(why string) {
 	if a.fenced.CompareAndSwap(false, true) {
 		a.m.Fenced.Set(1)

@@ -119,10 +119,10 @@ func TestAgentsPlaceLeaveAndRecover(t *testing.T) {
 		}
 		return placedAtHome(snap)
 	})
-	if !tx.a.Valid() {
+	if tx.a.Fenced() {
 		// valid again once re-registered and re-read
 		time.Sleep(500 * time.Millisecond)
-		if !tx.a.Valid() {
+		if tx.a.Fenced() {
 			t.Fatal("Texas still fenced after registering again")
 		}
 	}

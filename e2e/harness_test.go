@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,7 +115,7 @@ func (s *swarm) start(name, location string, extra ...string) *agentProc {
 	a, ok := s.agents[name]
 	s.mu.Unlock()
 	if !ok {
-		port, err := freePort()
+		port, err := ldaptest.FreePort()
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -181,15 +180,6 @@ func (a *agentProc) wait(t testing.TB, within time.Duration) error {
 
 // url is the agent's HTTP base URL.
 func (a *agentProc) url() string { return fmt.Sprintf("http://127.0.0.1:%d", a.port) }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 func (a *agentProc) dn() string { return "cn=" + a.name + ",ou=services,dc=example,dc=org" }
 

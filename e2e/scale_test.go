@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"tcs/internal/ldaptest"
 	"tcs/smartset"
 )
 
@@ -103,7 +104,7 @@ func httpRatio(tb testing.TB, url string, conc int, perRound time.Duration) (tcs
 	if err := os.WriteFile(file, []byte(raw.String()+"\n"+string(body)), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	port, err := freePort()
+	port, err := ldaptest.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}

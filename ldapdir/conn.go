@@ -170,15 +170,17 @@ func Open(cfg Config) (*Dir, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Dir{cfg: cfg, log: cfg.Logger, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}, nil
+	return newDir(cfg, cfg.Logger), nil
+}
+
+func newDir(cfg Config, log logrus.FieldLogger) *Dir {
+	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}
 }
 
 // Clone returns a new Dir with the same configuration and a connection of
 // its own: for traffic that must not queue behind bulk reads and writes,
 // such as lease refreshes.
-func (d *Dir) Clone() *Dir {
-	return &Dir{cfg: d.cfg, log: d.log, backoff: backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff}}
-}
+func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
 
 // Close closes the connection. Idempotent.
 func (d *Dir) Close() error {

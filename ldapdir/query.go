@@ -337,5 +337,5 @@ func (d *Dir) At(serverURL string) (*Dir, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	return &Dir{cfg: cfg, log: cfg.Logger.WithField("server", serverURL), backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}, nil
+	return newDir(cfg, cfg.Logger.WithField("server", serverURL)), nil
 }

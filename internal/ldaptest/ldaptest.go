@@ -149,14 +149,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			t.Fatalf("ldaptest: %v", err)
 		}
 		s.Port = port
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)
 		if o.tls {
-			tlsPort, err := freePort()
+			tlsPort, err := FreePort()
 			if err != nil {
 				t.Fatalf("ldaptest: %v", err)
 			}
@@ -341,7 +341,8 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("no free loopback port: %w", err)
