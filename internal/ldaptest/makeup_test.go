@@ -33,8 +33,8 @@ func TestMakeLdapUpDown(t *testing.T) {
 	run("make", append([]string{"-C", root, "ldap-up"}, vars...)...)
 	t.Cleanup(func() { exec.Command("make", append([]string{"-C", root, "ldap-down"}, vars...)...).Run() })
 	url := "ldap://127.0.0.1:" + strconv.Itoa(port)
-	out := run("ldapsearch", "-x", "-H", url, "-b", "dc=example,dc=org", "-LLL", "dn")
-	for _, ou := range []string{"ou=services", "ou=smartsets", "ou=locations"} {
+	out := run("ldapsearch", "-x", "-H", url, "-D", "cn=admin,dc=example,dc=org", "-w", "secret", "-b", "dc=example,dc=org", "-LLL", "dn")
+	for _, ou := range []string{"ou=services", "ou=smartsets", "ou=locations", "ou=agents", "ou=operators"} {
 		if !strings.Contains(out, "dn: "+ou+",dc=example,dc=org") {
 			t.Errorf("ldapsearch does not show %s:\n%s", ou, out)
 		}
