@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // Account is a directory account made by AddAgent or AddOperator.
@@ -22,23 +23,35 @@ type Account struct {
 // can do what the shipped ACLs allow an agent and nothing more.
 func (s *Server) AddAgent(name string) Account {
 	s.t.Helper()
-	return s.addAccount("add-agent", "agents", name)
+	return s.addAccount("add-agent", "agents", name, randomPassword(s.t))
+}
+
+// AddAgentWith is AddAgent with a given password: the same account on a
+// second server (a location database the agent binds to with the same
+// credentials).
+func (s *Server) AddAgentWith(name, password string) Account {
+	s.t.Helper()
+	return s.addAccount("add-agent", "agents", name, password)
 }
 
 // AddOperator creates the read-only operator account
 // cn=<name>,ou=operators,<base> (scripts/slapd.sh add-operator).
 func (s *Server) AddOperator(name string) Account {
 	s.t.Helper()
-	return s.addAccount("add-operator", "operators", name)
+	return s.addAccount("add-operator", "operators", name, randomPassword(s.t))
 }
 
-func (s *Server) addAccount(cmd, ou, name string) Account {
-	s.t.Helper()
+func randomPassword(t testing.TB) string {
 	raw := make([]byte, 16)
 	if _, err := rand.Read(raw); err != nil {
-		s.t.Fatalf("ldaptest: %v", err)
+		t.Fatalf("ldaptest: %v", err)
 	}
-	a := Account{Name: name, DN: "cn=" + name + ",ou=" + ou + "," + s.BaseDN, Password: hex.EncodeToString(raw)}
+	return hex.EncodeToString(raw)
+}
+
+func (s *Server) addAccount(cmd, ou, name, password string) Account {
+	s.t.Helper()
+	a := Account{Name: name, DN: "cn=" + name + ",ou=" + ou + "," + s.BaseDN, Password: password}
 	dir := filepath.Join(s.Dir, "accounts")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		s.t.Fatalf("ldaptest: %v", err)
