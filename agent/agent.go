@@ -434,6 +434,9 @@ func retry(ctx context.Context, log logrus.FieldLogger, what string, f func() er
 		if p, ok := err.(permanent); ok {
 			return p.err
 		}
+		if errors.Is(err, ldapdir.ErrClosed) {
+			return err // the agent is shutting down
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
