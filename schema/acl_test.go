@@ -83,6 +83,11 @@ func TestAgentAccess(t *testing.T) {
 	if code, out := run(t, srv, &cali, lease("tcs-california-1", "California", "c1"), "ldapadd"); code != 0 {
 		t.Fatalf("california cannot add its own lease: %d\n%s", code, out)
 	}
+	// A TTL of an hour: the leases must outlive this test on a loaded
+	// machine (a new entry gets olcDDSdefaultTtl, 10 s).
+	if code, out := run(t, srv, &cali, "", "ldapexop", "refresh", svc("tcs-california-1"), "3600"); code != 0 {
+		t.Fatalf("california cannot refresh its own lease: %d\n%s", code, out)
+	}
 
 	type step struct {
 		name  string
@@ -92,7 +97,7 @@ func TestAgentAccess(t *testing.T) {
 	}
 	allowed := []step{
 		{"add its own lease entry", lease("tcs-texas-1", "Texas", "t1"), "ldapadd", nil},
-		{"refresh its own lease", "", "ldapexop", []string{"refresh", svc("tcs-texas-1"), "10"}},
+		{"refresh its own lease", "", "ldapexop", []string{"refresh", svc("tcs-texas-1"), "3600"}},
 		{"modify its own lease, asserting its incarnation",
 			modify(svc("tcs-texas-1"), replace("geoLocation", "Texas"), replace("tcsEndpoint", "http://127.0.0.1:2"),
 				replace("tcsCapacity", "5"), replace("description", "texas agent")),
@@ -186,6 +191,9 @@ func TestAssertionsNeedSearch(t *testing.T) {
 		if code, out := run(t, srv, &texas, lease("tcs-texas-1", "Texas", "inc-7"), "ldapadd"); code != 0 {
 			t.Fatalf("add own lease: %d\n%s", code, out)
 		}
+		if code, out := run(t, srv, &texas, "", "ldapexop", "refresh", svc("tcs-texas-1"), "3600"); code != 0 {
+			t.Fatalf("refresh own lease: %d\n%s", code, out)
+		}
 		srv.Apply(modify(set("texas-routers"), replace("tcsEpoch", "4")))
 		claim := modify(set("texas-routers"), replace("owner", svc("tcs-texas-1")), replace("tcsEpoch", "5"))
 		if code, out := run(t, srv, &texas, claim, "ldapmodify", "-e", "!assert=(tcsEpoch=3)"); code != 122 {
@@ -209,6 +217,7 @@ func TestAssertionsNeedSearch(t *testing.T) {
 		agents := `dn.onelevel="ou=agents,` + base + `"`
 		srv := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"), ldaptest.WithACL(
 			`to attrs=userPassword by anonymous auth by * none`,
+			`to attrs=entryTtl by `+agents+` manage by * none`,
 			`to attrs=tcsEpoch,tcsIncarnation by `+agents+` =w by * none`,
 			`to * by `+agents+` write by * none`,
 		))
