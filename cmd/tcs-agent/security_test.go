@@ -280,3 +280,52 @@ func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// tcs-agent with [directory] sasl_external: the agent binds with its client
+// certificate over StartTLS, as its account, and takes its sets.
+func TestRunWithSASLExternal(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithTLS(), ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s.AddAgent("tcs-texas-1")
+	cert, key := s.ClientCert("tcs-texas-1")
+	port, _ := ldaptest.FreePort()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tcs.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`[service]
+name = "tcs-texas-1"
+location = "Texas"
+listen = "127.0.0.1:%d"
+
+[directory]
+url = %q
+base_dn = %q
+start_tls = true
+ca_file = %q
+sasl_external = true
+tls_cert_file = %q
+tls_key_file = %q
+bind_dn = "cn=tcs-texas-1,ou=agents,dc=example,dc=org"
+lease_ttl = "2s"
+`, port, s.URL, s.BaseDN, s.CAFile, cert, key)), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, &logs) }()
+	defer func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	waitFor(t, 20*time.Second, "the agent owns the Texas sets", func() bool {
+		return strings.Contains(s.Search("ou=smartsets,"+s.BaseDN, "(owner=cn=tcs-texas-1,ou=services,dc=example,dc=org)", "cn"), "texas-routers")
+	})
+	// The lease was written by the certificate's account, not the admin.
+	if out := s.Search("cn=tcs-texas-1,ou=services,"+s.BaseDN, "(objectClass=*)", "creatorsName"); !strings.Contains(strings.ToLower(out), "creatorsname: cn=tcs-texas-1,ou=agents,dc=example,dc=org") {
+		t.Errorf("lease not created by the agent account:\n%s", out)
+	}
+}
