@@ -274,7 +274,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.register(ctx); err != nil {
 		return err
 	}
-	a.watch = a.dir.Watch(ctx, ldapdir.WatchSpec{
+	w := a.dir.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
 		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
@@ -286,6 +286,9 @@ func (a *Agent) start(ctx context.Context) error {
 		// whole TTL is stalled.
 		IdleTimeout: a.opts.LeaseTTL,
 	})
+	a.mu.Lock() // Ready reads it from HTTP handlers
+	a.watch = w
+	a.mu.Unlock()
 	// The first refresh, then everything else once.
 	for synced := false; !synced; {
 		select {

@@ -445,3 +445,42 @@ func TestASetFoundGoneLeavesTheTableCache(t *testing.T) {
 		t.Fatal("still owns a deleted set")
 	}
 }
+
+// Issue 14: a watch connection that stays open but delivers nothing (a
+// frozen network path) is detected: /readyz says so within about a TTL, and
+// the watch redials and is current again once the path heals.
+func TestAStalledWatchIsNotReady(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), ttl: 3 * time.Second})
+	waitReady := func(want bool, within time.Duration) string {
+		t.Helper()
+		var why string
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			var ok bool
+			if ok, why = tx.a.Ready(); ok == want {
+				return why
+			}
+		}
+		t.Fatalf("ready never became %v within %v (last: %q)", want, within, why)
+		return ""
+	}
+	waitReady(true, 20*time.Second)
+	frozen := time.Now()
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	why := waitReady(false, 3*time.Second+3*time.Second)
+	t.Logf("not ready %v after the watch froze: %s", time.Since(frozen).Round(time.Millisecond), why)
+	if !strings.Contains(why, "watch") {
+		t.Errorf("the reason does not name the watch: %q", why)
+	}
+	for end := time.Now().Add(5 * time.Second); tx.a.watch.Status().Reconnects == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the stalled watch was never redialled: %+v", tx.a.watch.Status())
+		}
+	}
+	t.Logf("redialled %v after the watch froze: %v", time.Since(frozen).Round(time.Millisecond), tx.a.watch.Status().LastError)
+	watch.Remove()
+	healed := time.Now()
+	waitReady(true, 15*time.Second)
+	t.Logf("ready again %v after the path healed", time.Since(healed).Round(time.Millisecond))
+}
