@@ -318,7 +318,16 @@ func (a *Agent) start(ctx context.Context) error {
 // fails (without retrying) when another live process holds the name.
 func (a *Agent) register(ctx context.Context) error {
 	return retry(ctx, a.log, "register the lease", func() error {
-		l, err := a.leaseDir.Register(ctx, a.opts.Service, a.opts.LeaseTTL)
+		inc, err := ldapdir.NewIncarnation()
+		if err != nil {
+			return err
+		}
+		a.mu.Lock() // known before the watch can show the entry
+		a.incarnations[inc] = true
+		a.mu.Unlock()
+		svc := a.opts.Service
+		svc.Incarnation = inc
+		l, err := a.leaseDir.Register(ctx, svc, a.opts.LeaseTTL)
 		if errors.Is(err, ldapdir.ErrNameHeld) || errors.Is(err, ldapdir.ErrNoDDS) {
 			return permanent{err}
 		}
@@ -327,7 +336,6 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		a.lease = l
-		a.incarnations[l.Incarnation()] = true
 		a.mu.Unlock()
 		return nil
 	})
