@@ -107,7 +107,8 @@ type Agent struct {
 	leaving   bool
 	onChange  []func(Change)
 
-	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	standing broadcast   // fired on fence and unfence (http.go)
 }
 
 // progress is how many orphans of one group (one former owner) are left,
@@ -360,6 +361,7 @@ func (a *Agent) valid() bool {
 
 func (a *Agent) fence(why string) {
 	if a.fenced.CompareAndSwap(false, true) {
+		a.standing.fire()
 		a.m.Fenced.Set(1)
 		a.log.WithField("reason", why).Warn("fenced: acting as owner of nothing until re-registered")
 	}
@@ -367,6 +369,7 @@ func (a *Agent) fence(why string) {
 
 func (a *Agent) unfence() {
 	if a.fenced.CompareAndSwap(true, false) {
+		a.standing.fire()
 		a.m.Fenced.Set(0)
 		a.log.Info("unfenced: lease renewed and directory re-read")
 	}
