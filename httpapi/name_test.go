@@ -97,3 +97,30 @@ func FuzzSetName(f *testing.F) {
 		}
 	})
 }
+
+// A redirect's Location names the set in one segment that no client
+// resolves away: dots of "." and ".." are encoded too.
+func TestRedirectURLEscapesName(t *testing.T) {
+	for name, want := range map[string]string{
+		"..":         "http://h:1/p/v1/smartsets/%2E%2E?index=3",
+		".":          "http://h:1/p/v1/smartsets/%2E?index=3",
+		"a/b":        "http://h:1/p/v1/smartsets/a%2Fb?index=3",
+		"sp ace":     "http://h:1/p/v1/smartsets/sp%20ace?index=3",
+		"semi;colon": "http://h:1/p/v1/smartsets/semi%3Bcolon?index=3",
+		"100%":       "http://h:1/p/v1/smartsets/100%25?index=3",
+		"ünïcode":    "http://h:1/p/v1/smartsets/%C3%BCn%C3%AFcode?index=3",
+	} {
+		got, err := redirectURL("http://h:1/p/", name, "index=3")
+		if err != nil || got != want {
+			t.Errorf("redirectURL(%q) = %q, %v; want %q", name, got, err, want)
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := strings.CutPrefix(u.EscapedPath(), "/p/v1/smartsets/")
+		if back, err := checkName(rest); err != nil || back != name {
+			t.Errorf("%q: the Location's segment %q reads back as %q, %v", name, rest, back, err)
+		}
+	}
+}

@@ -201,11 +201,24 @@ func redirectURL(endpoint, name, rawQuery string) (string, error) {
 	}
 	prefix := strings.TrimRight(u.EscapedPath(), "/")
 	u.Path = strings.TrimRight(u.Path, "/") + "/v1/smartsets/" + name
-	u.RawPath = prefix + "/v1/smartsets/" + url.PathEscape(name)
+	u.RawPath = prefix + "/v1/smartsets/" + EscapeName(name)
 	u.RawQuery = rawQuery
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil
 	return u.String(), nil
+}
+
+// EscapeName is set name as one path segment: percent-encoded, and "." and
+// ".." with their dots encoded too, so no client or proxy takes them for
+// dot segments and resolves them away (RFC 3986 section 5.2.4).
+func EscapeName(name string) string {
+	switch name {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return url.PathEscape(name)
 }
 
 // writeRedirect answers 307 to target, the owner's URL of the set; the
