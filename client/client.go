@@ -47,6 +47,10 @@ type Options struct {
 	// RetryAfter is the pause after a 503 without Retry-After, and the most
 	// pause between rounds of unreachable agents (default 1s).
 	RetryAfter time.Duration
+	// Dropped, when set, is called with every answer dropped because it is
+	// older than one returned for its set (a stale owner answered), e.g. to
+	// log it. It must not block.
+	Dropped func(t Table, newest Table)
 }
 
 // Client reads tables from a swarm. Safe for concurrent use.
@@ -58,6 +62,7 @@ type Client struct {
 	mu     sync.Mutex
 	next   int                // the endpoint to ask first: the last one that answered
 	marks  map[string]version // per set: the highest (epoch, index) returned
+	newest map[string]Table   // per set: the table of that mark, for Dropped
 	jitter func(time.Duration) time.Duration
 }
 
@@ -70,7 +75,7 @@ func New(endpoints []string, opts Options) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, ErrNoEndpoints
 	}
-	c := &Client{opts: opts, marks: map[string]version{}, jitter: jitter}
+	c := &Client{opts: opts, marks: map[string]version{}, newest: map[string]Table{}, jitter: jitter}
 	for _, e := range endpoints {
 		u, err := url.Parse(strings.TrimRight(e, "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -127,6 +132,9 @@ func (c *Client) fetch(ctx context.Context, set string, index int64, wait time.D
 				if mark := c.mark(set); t.Epoch < mark.epoch || (t.Epoch == mark.epoch && t.Index < mark.index) {
 					lastErr[ep] = fmt.Errorf("client: %s answered %s at epoch %d index %d, older than epoch %d index %d already returned: dropped",
 						t.Agent, set, t.Epoch, t.Index, mark.epoch, mark.index)
+					if c.opts.Dropped != nil {
+						c.opts.Dropped(t, c.newestOf(set))
+					}
 					continue // a stale owner: ask the next agent
 				}
 				c.answered(ep, set, t)
@@ -269,7 +277,16 @@ func (c *Client) answered(ep int, set string, t Table) {
 	c.next = ep
 	if m := c.marks[set]; t.newer(m.epoch, m.index) {
 		c.marks[set] = version{t.Epoch, t.Index}
+		if c.opts.Dropped != nil {
+			c.newest[set] = Table{Set: t.Set, Epoch: t.Epoch, Index: t.Index, Owner: t.Owner, Agent: t.Agent}
+		}
 	}
+}
+
+func (c *Client) newestOf(set string) Table {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.newest[set]
 }
 
 func (c *Client) first() int {

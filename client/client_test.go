@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,7 +120,13 @@ func TestNeverGoesBack(t *testing.T) {
 	stale, owner := startAgent(t, "stale"), startAgent(t, "owner")
 	owner.own("s", 5, 1, "new")
 	stale.own("s", 4, 9, "old")
-	c := newClient(t, client.Options{}, owner.url, stale.url)
+	var dropped []int64
+	var mu sync.Mutex
+	c := newClient(t, client.Options{Dropped: func(t, newest client.Table) {
+		mu.Lock()
+		dropped = append(dropped, t.Epoch, newest.Epoch)
+		mu.Unlock()
+	}}, owner.url, stale.url)
 	if tab, err := c.Get(ctxT(t, 10*time.Second), "s"); err != nil || tab.Epoch != 5 {
 		t.Fatalf("first Get: %+v %v", tab, err)
 	}
@@ -133,6 +140,11 @@ func TestNeverGoesBack(t *testing.T) {
 	if tab, err := c.Get(ctxT(t, 10*time.Second), "s"); err != nil || tab.Epoch != 5 {
 		t.Fatalf("Get after the owner is back: %+v %v", tab, err)
 	}
+	mu.Lock()
+	if len(dropped) < 2 || dropped[0] != 4 || dropped[1] != 5 {
+		t.Errorf("Dropped saw %v, want (4, 5) pairs", dropped)
+	}
+	mu.Unlock()
 	// A client that never saw epoch 5 believes the stale agent: the rule is per client.
 	fresh := newClient(t, client.Options{}, stale.url)
 	if tab, err := fresh.Get(ctxT(t, 10*time.Second), "s"); err != nil || tab.Epoch != 4 {
