@@ -263,6 +263,13 @@ func message(body []byte) string {
 	return s
 }
 
+// Seen tells the client that a table of set at (epoch, index) was seen
+// elsewhere — by another client, or before a restart (TCS-Epoch and
+// TCS-Index persisted) — so that it never returns an older one either.
+func (c *Client) Seen(set string, epoch, index int64) {
+	c.answered(-1, set, Table{Set: set, Epoch: epoch, Index: index})
+}
+
 // mark is the highest (epoch, index) returned for set.
 func (c *Client) mark(set string) version {
 	c.mu.Lock()
@@ -274,7 +281,9 @@ func (c *Client) mark(set string) version {
 func (c *Client) answered(ep int, set string, t Table) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.next = ep
+	if ep >= 0 {
+		c.next = ep
+	}
 	if m := c.marks[set]; t.newer(m.epoch, m.index) {
 		c.marks[set] = version{t.Epoch, t.Index}
 		if c.opts.Dropped != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tcs/client"
+	"tcs/tablecache"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -145,10 +146,18 @@ func TestNeverGoesBack(t *testing.T) {
 		t.Errorf("Dropped saw %v, want (4, 5) pairs", dropped)
 	}
 	mu.Unlock()
-	// A client that never saw epoch 5 believes the stale agent: the rule is per client.
+	// A client that never saw epoch 5 believes the stale agent: the rule is per client,
+	// unless it is told what was seen elsewhere.
 	fresh := newClient(t, client.Options{}, stale.url)
 	if tab, err := fresh.Get(ctxT(t, 10*time.Second), "s"); err != nil || tab.Epoch != 4 {
 		t.Fatalf("fresh client: %+v %v", tab, err)
+	}
+	told := newClient(t, client.Options{}, stale.url)
+	told.Seen("s", 5, tablecache.IndexOf(5, 1))
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel2()
+	if tab, err := told.Get(ctx2, "s"); err == nil {
+		t.Fatalf("a client told of epoch 5 returned %+v", tab)
 	}
 }
 
