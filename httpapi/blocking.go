@@ -88,6 +88,17 @@ func parseRead(r *http.Request) (readQuery, *apiError) {
 	return q, nil
 }
 
+// extendDeadlines makes the connection's deadlines allow a blocking read
+// of d: the server's read and write timeouts count from the request, and
+// an expired read deadline would cancel the request's context while it
+// waits. (An error only means the writer cannot say: a test recorder.)
+func extendDeadlines(w http.ResponseWriter, d time.Duration) {
+	rc := http.NewResponseController(w)
+	until := time.Now().Add(d)
+	rc.SetReadDeadline(until)
+	rc.SetWriteDeadline(until)
+}
+
 // parseWait reads a wait: a Go duration ("30s", "5m") or whole seconds.
 func parseWait(v string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -180,6 +181,93 @@ func TestParseWait(t *testing.T) {
 		got, err := parseWait(tc.in)
 		if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
 			t.Errorf("parseWait(%q) = %v, %v; want %v (bad %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+// fakeChanges is a SwarmChanges the test fires.
+type fakeChanges struct {
+	mu   sync.Mutex
+	ch   chan struct{}
+	held int
+}
+
+func (f *fakeChanges) Changed() (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ch == nil {
+		f.ch = make(chan struct{})
+	}
+	f.held++
+	var once sync.Once
+	return f.ch, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.held--
+			f.mu.Unlock()
+		})
+	}
+}
+
+func (f *fakeChanges) fire() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ch != nil {
+		close(f.ch)
+		f.ch = nil
+	}
+}
+
+func TestBlockingList(t *testing.T) {
+	sw, tables, _ := newFixture()
+	fc := &fakeChanges{}
+	s := New(sw, tables, Options{SwarmChanges: fc})
+	base, _, _ := serve(t, s)
+	first := within(t, blockingGet(base, "/v1/smartsets"), 5*time.Second)
+	again := within(t, blockingGet(base, "/v1/smartsets?format=csv"), 5*time.Second)
+	if first.code != 200 || first.index == "" || again.index != first.index {
+		t.Fatalf("list %+v then %+v: want 200 and the same TCS-Index for the same list", first, again)
+	}
+	ch := blockingGet(base, "/v1/smartsets?index="+first.index+"&wait=1m")
+	notYet(t, ch, 300*time.Millisecond)
+	fc.fire() // a change the list does not show: still waiting
+	notYet(t, ch, 300*time.Millisecond)
+	sw.mu.Lock()
+	in := sw.sets["tokyo"]
+	in.Owner, in.Epoch = "tcs-japan-2", 5
+	sw.sets["tokyo"] = in
+	sw.mu.Unlock()
+	fc.fire()
+	r := within(t, ch, 5*time.Second)
+	n0, _ := strconv.ParseInt(first.index, 10, 64)
+	n1, _ := strconv.ParseInt(r.index, 10, 64)
+	if r.code != 200 || n1 <= n0 {
+		t.Fatalf("after a change of owner: %+v, want 200 with an index above %d", r, n0)
+	}
+	// The wait ends with the same list and index.
+	r = within(t, blockingGet(base, "/v1/smartsets?index="+r.index+"&wait=500ms"), 5*time.Second)
+	if r.code != 200 || r.index != strconv.FormatInt(n1, 10) || r.took < 500*time.Millisecond {
+		t.Fatalf("wait over: %+v", r)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.held != 0 {
+		t.Errorf("%d Changed channels not released", fc.held)
+	}
+}
+
+// A wait longer than the server's read and write timeouts is answered
+// (the timeouts count from the request; an expired read deadline would
+// cancel the request while it waits).
+func TestBlockingOutlivesServerTimeouts(t *testing.T) {
+	sw, tables, _ := newFixture()
+	s := New(sw, tables, Options{ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, SwarmChanges: &fakeChanges{}})
+	base, _, _ := serve(t, s)
+	cur := strconv.FormatInt(dallasTable().Index, 10)
+	for _, uri := range []string{"/v1/smartsets/dallas?index=" + cur + "&wait=1500ms", "/v1/smartsets?index=99999999999999&wait=1500ms"} {
+		r := within(t, blockingGet(base, uri), 10*time.Second)
+		if r.err != nil || r.code != 200 || r.took < 1500*time.Millisecond {
+			t.Errorf("%s: %+v (%v), want 200 after the 1.5s wait", uri, r, r.err)
 		}
 	}
 }

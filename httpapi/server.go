@@ -33,6 +33,11 @@ type Server struct {
 	standing   Standing         // the agent's fencing; nil: no stale reads
 	closing    chan struct{}    // closed when Serve starts shutting down: waiting requests answer
 	closeOnce  sync.Once
+
+	listMu    sync.Mutex
+	listHash  [32]byte // of the last list read
+	listIndex int64    // the list's TCS-Index
+	lastList  *list    // shared by the blocking reads woken by one change
 }
 
 // New returns the API of the agent sw, serving the tables of the sets it

@@ -52,9 +52,7 @@ func (s *Server) serveSetAt(w http.ResponseWriter, r *http.Request, name string,
 		t := time.NewTimer(q.wait)
 		defer t.Stop()
 		expired = t.C
-		// The server's write timeout counts from the request: a long wait
-		// needs longer (an error only means the writer cannot say).
-		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(q.wait + s.opts.WriteTimeout))
+		extendDeadlines(w, q.wait+s.opts.WriteTimeout)
 	}
 	for {
 		var changed, fence <-chan struct{}

@@ -60,3 +60,11 @@ type Standing interface {
 	// FenceChanged returns a channel closed at the next fence or unfence.
 	FenceChanged() <-chan struct{}
 }
+
+// SwarmChanges is what blocking reads of the list of sets wait on (the
+// status page implements it: statuspage.Page.Changed).
+type SwarmChanges interface {
+	// Changed returns a channel closed at the next change of the swarm's
+	// sets, owners or agents, and a function to call when done waiting.
+	Changed() (<-chan struct{}, func())
+}
