@@ -27,7 +27,7 @@ func BenchmarkBlocking(b *testing.B) {
 	defer r.print(os.Stdout)
 	n := envInt("TCS_BENCH_WAITERS", 10000)
 
-	s := newSwarm(b, 3*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s := newSwarm(b, 10*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif")) // a long lease: 10,000 connections load the machine
 	tx := s.start("tcs-texas-1", "Texas")
 	s.eventually(time.Minute, "Texas owns its sets", ownedBy("Texas", tx.name))
 	u := tx.url() + "/v1/smartsets/texas-routers"

@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/go-ldap/ldap/v3"
 
 	"tcs/client"
 	"tcs/internal/ldaptest"
+	"tcs/smartset"
 )
 
 // oddNames are set names a directory may hold that are not plain words
@@ -516,4 +518,52 @@ func TestWatchThroughFailover(t *testing.T) {
 	}
 	t.Logf("the resumed owner answered %d of %d raw stale reads at its old epoch; the client that knew epoch %d dropped %d such answers, the Watch %d; Watch yielded %d tables, epochs %d → %d",
 		staleAt, cap(staleAnswers), taken.t.Epoch, nDropped, len(dropped), len(seen), first.t.Epoch, final.t.Epoch)
+}
+
+// The status page shows sets of any name and their tables (a click fetches
+// /v1/smartsets/<encoded name>, through the 307 to the owner), a name with
+// "/" included. (Not "." or "..": a browser resolves a path segment that
+// decodes to them, encoded or not, per the WHATWG URL standard.)
+func TestStatusPageOddNames(t *testing.T) {
+	ctx := newBrowser(t)
+	s := newSwarm(t, 2*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	names := append(slicesOf(oddNames), "a/b", "100%")
+	var ldif strings.Builder
+	for _, n := range names {
+		ldif.WriteString(setEntry(n, texasRoutersQuery))
+	}
+	s.srv.Apply(ldif.String())
+	jp := s.start("tcs-japan-1", "Japan")
+	tx := s.start("tcs-texas-1", "Texas")
+	s.eventually(30*time.Second, "placement", func(snap *smartset.Snapshot) error {
+		if err := ownedBy("Texas", tx.name)(snap); err != nil {
+			return err
+		}
+		return ownedBy("Japan", jp.name)(snap)
+	})
+	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Navigate(jp.url()+"/")); err != nil {
+		t.Fatalf("open %s: %v", jp.url(), err)
+	}
+	waitPage(t, ctx, 30*time.Second, "every odd name shown in Texas", jsReadSets, func(sets []domSet) error {
+		m := pageSets(sets)
+		for _, n := range names {
+			if st, ok := m[n]; !ok || st.Owner != tx.name || st.Location != "Texas" {
+				return fmt.Errorf("%q shown as %+v", n, st)
+			}
+		}
+		return nil
+	})
+	for _, n := range names {
+		q, _ := json.Marshal(n)
+		click := `Array.from(document.querySelectorAll('#locations [data-set]')).find(function (e) { return e.dataset.set === ` + string(q) + `; }).click()`
+		if _, err := inBrowser(ctx, 10*time.Second, chromedp.Evaluate[chromedp.Void](click)); err != nil {
+			t.Fatalf("click %q: %v", n, err)
+		}
+		waitPage(t, ctx, 15*time.Second, fmt.Sprintf("the table of %q", n), jsReadPanel, func(p domPanel) error {
+			if !p.Open || p.Title != n || p.Error != "" || len(p.Rows) != 2 || !strings.Contains(p.Meta, "owner "+tx.name) {
+				return fmt.Errorf("panel %+v", p)
+			}
+			return nil
+		})
+	}
 }
