@@ -220,7 +220,7 @@ func (c *Client) ask(ctx context.Context, base *url.URL, set string, index int64
 			}
 			return Table{}, ra, fmt.Errorf("client: %s: 503: %s", u, message(body))
 		case http.StatusNotFound:
-			return Table{}, 0, fmt.Errorf("%w %q (%s: %s)", ErrNotFound, set, u, message(body))
+			return Table{}, 0, fmt.Errorf("%w %q (asked %s)", ErrNotFound, set, u)
 		case http.StatusBadRequest, http.StatusNotAcceptable:
 			return Table{}, 0, fmt.Errorf("%w: %s: %s", ErrBadRequest, u, message(body))
 		case http.StatusBadGateway:

@@ -121,7 +121,7 @@ func BenchmarkBlocking(b *testing.B) {
 
 	r.add("blocking reads: clients waiting on one set of one agent", fmt.Sprintf("%d (%d connections re-made while connecting)", n, retried), "10,000", "")
 	r.add("agent memory (RSS) per waiting client", fmt.Sprintf("%.1f KiB (%d → %d KiB)", float64(rss1-rss0)/float64(n), rss0, rss1), "reported", "")
-	r.add("agent goroutines per waiting client", fmt.Sprintf("%.2f (%d → %d)", float64(gor1-gor0)/float64(n), gor0, gor1), "1 (the connection's own)", verdict(gor1-gor0 <= n+50))
+	r.add("agent goroutines per waiting client", fmt.Sprintf("%.2f (%d → %d)", float64(gor1-gor0)/float64(n), gor0, gor1), "2 (net/http's: the connection's and its background read)", verdict(gor1-gor0 <= 2*n+50))
 	r.add("agent CPU while they wait (no polling)", fmt.Sprintf("%.1f%% of a core over %v", 100*idleCPU, time.Since(settled).Round(time.Second)), "≈ 0", verdict(idleCPU < 0.05))
 	r.add("change → answer, p50 / p99 / last", fmt.Sprintf("%v / %v / %v", pct(0.5), pct(0.99), delays[len(delays)-1].Round(time.Millisecond)), "reported (≤ 1 s for 1,000)", "")
 }

@@ -99,36 +99,53 @@ func writeTable(out io.Writer, t client.Table, format string) error {
 		w.Flush()
 		return w.Error()
 	}
-	rows := make([]map[string]any, len(t.Rows))
+	rows := make([]json.RawMessage, len(t.Rows))
 	for i, row := range t.Rows {
-		m := make(map[string]any, len(t.Columns))
-		for j, col := range t.Columns {
-			var vals []string
-			if j < len(row) {
-				vals = row[j]
-			}
-			if j == 0 && col == "dn" && len(vals) > 0 {
-				m[col] = vals[0]
-				continue
-			}
-			m[col] = vals
-		}
-		rows[i] = m
+		rows[i] = rowJSON(t.Columns, row)
 	}
 	b, err := json.Marshal(struct {
-		Set     string           `json:"set"`
-		Epoch   int64            `json:"epoch"`
-		Index   int64            `json:"index"`
-		Owner   string           `json:"owner"`
-		Agent   string           `json:"agent"`
-		Stale   bool             `json:"stale"`
-		Fenced  bool             `json:"fenced,omitempty"`
-		Columns []string         `json:"columns"`
-		Rows    []map[string]any `json:"rows"`
+		Set     string            `json:"set"`
+		Epoch   int64             `json:"epoch"`
+		Index   int64             `json:"index"`
+		Owner   string            `json:"owner"`
+		Agent   string            `json:"agent"`
+		Stale   bool              `json:"stale"`
+		Fenced  bool              `json:"fenced,omitempty"`
+		Columns []string          `json:"columns"`
+		Rows    []json.RawMessage `json:"rows"`
 	}{t.Set, t.Epoch, t.Index, t.Owner, t.Agent, t.Stale, t.Fenced, t.Columns, rows})
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(out, "%s\n", b)
 	return err
+}
+
+// rowJSON is one row as the API writes it: an object with the columns in
+// their order, "dn" a string, every other column an array of its values.
+func rowJSON(cols []string, row [][]string) json.RawMessage {
+	b := []byte{'{'}
+	for j, col := range cols {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		k, _ := json.Marshal(col)
+		b = append(b, k...)
+		b = append(b, ':')
+		var vals []string
+		if j < len(row) {
+			vals = row[j]
+		}
+		var v []byte
+		if j == 0 && col == "dn" && len(vals) > 0 {
+			v, _ = json.Marshal(vals[0])
+		} else {
+			if vals == nil {
+				vals = []string{}
+			}
+			v, _ = json.Marshal(vals)
+		}
+		b = append(b, v...)
+	}
+	return append(b, '}')
 }
