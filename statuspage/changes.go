@@ -13,11 +13,15 @@ import (
 // page open, and the watch lingers as long after the last is released.
 // Blocking reads of the list of sets (GET /v1/smartsets?index=) wait on
 // it: waiters share one channel, so waiting costs no goroutine. After Close
-// the channel is closed at once.
+// the channel is closed at once; a page without a directory reports no
+// change (a nil channel).
 func (p *Page) Changed() (<-chan struct{}, func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.dir == nil {
+	if p.dir == nil {
+		return nil, func() {}
+	}
+	if p.closed {
 		ch := make(chan struct{})
 		close(ch)
 		return ch, func() {}
