@@ -113,7 +113,8 @@ type Agent struct {
 	incarnations map[string]bool
 	recovering   atomic.Bool // a re-read before unfencing is running
 
-	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	standing broadcast   // fired on fence and unfence (http.go)
 }
 
 // progress is how many orphans of one group (one former owner) are left,
@@ -430,6 +431,7 @@ func (a *Agent) valid() bool {
 
 func (a *Agent) fence(why string) {
 	if a.fenced.CompareAndSwap(false, true) {
+		a.standing.fire()
 		a.m.Fenced.Set(1)
 		a.log.WithField("reason", why).Warn("fenced: acting as owner of nothing until re-registered")
 	}
@@ -437,6 +439,7 @@ func (a *Agent) fence(why string) {
 
 func (a *Agent) unfence() {
 	if a.fenced.CompareAndSwap(true, false) {
+		a.standing.fire()
 		a.m.Fenced.Set(0)
 		a.log.Info("unfenced: lease renewed and directory re-read")
 	}
