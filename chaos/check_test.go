@@ -21,7 +21,7 @@ const (
 // tcs-b claims s1 at epoch 2 at +5.5s; s2 stays with tcs-b at epoch 1.
 func cleanHistory() *History {
 	h := &History{
-		Seed: 42, TTL: 2 * time.Second, Start: t0, End: at(30),
+		Seed: 42, Duration: 30 * time.Second, TTL: 2 * time.Second, Start: t0, End: at(30),
 		Processes: []Process{
 			{ID: "tcs-a#1", Agent: "tcs-a", Port: 1001, Start: at(0), End: at(3), Planned: true, Exit: "signal: killed"},
 			{ID: "tcs-a#2", Agent: "tcs-a", Port: 1001, Start: at(12)},
@@ -151,7 +151,7 @@ func TestCheckFindsPlantedViolations(t *testing.T) {
 			}
 			var out bytes.Buffer
 			Report(&out, h, results)
-			for _, want := range []string{"seed 42", "VIOLATION " + tc.check, "CHAOS_SEED=42"} {
+			for _, want := range []string{"seed 42", "VIOLATION " + tc.check, "CHAOS_SEED=42 CHAOS_DURATION=30s"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("report lacks %q:\n%s", want, out.String())
 				}

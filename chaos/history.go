@@ -7,10 +7,11 @@ import (
 
 // History is everything one run recorded; Check reads nothing else.
 type History struct {
-	Seed  int64
-	TTL   time.Duration
-	Start time.Time // the schedule's time zero
-	End   time.Time // when recording stopped
+	Seed     int64
+	Duration time.Duration // the schedule's length (CHAOS_DURATION)
+	TTL      time.Duration
+	Start    time.Time // the schedule's time zero
+	End      time.Time // when recording stopped
 
 	Processes []Process
 	Faults    []Fault

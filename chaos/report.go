@@ -77,7 +77,7 @@ func Report(w io.Writer, h *History, results []Result) {
 		return
 	}
 	fmt.Fprintf(w, "chaos: seed %d: %d violations (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v)\n",
-		h.Seed, total, h.Seed, h.End.Sub(h.Start).Round(time.Second))
+		h.Seed, total, h.Seed, h.Duration)
 	shown := map[string]int{}
 	for _, r := range results {
 		for _, v := range r.Violations {
