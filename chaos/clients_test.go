@@ -51,24 +51,62 @@ func (c *cluster) readers(ctx context.Context, n int, seed int64, wg *sync.WaitG
 	}
 }
 
-// pick chooses a set (any that ever existed) and an agent port.
+// pick chooses a set and an agent port. Half of the reads go to an agent
+// under a fault or healed in the last TTL + 10 s (a duplicate's port among
+// them), most of those for a set that agent owned at the last sample: the
+// reads that can catch a stale owner. The rest are uniform.
 func (c *cluster) pick(rng *rand.Rand) (string, int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	sets := make([]string, 0, len(c.allSets))
 	for s := range c.allSets {
 		sets = append(sets, s)
 	}
 	sort.Strings(sets)
-	ports := []int{}
+	var ports, hotPorts []int
+	var hotAgents []string
 	for _, name := range c.order {
 		a := c.agents[name]
 		ports = append(ports, a.port)
-		if a.dup != nil && a.dup.alive() {
+		dupUp := a.dup != nil && a.dup.alive()
+		if dupUp {
 			ports = append(ports, a.dupPort)
 		}
+		if time.Since(a.hot) < c.ttl+10*time.Second || a.faulted > 0 {
+			hotPorts = append(hotPorts, a.port)
+			hotAgents = append(hotAgents, name)
+			if dupUp {
+				hotPorts = append(hotPorts, a.dupPort)
+				hotAgents = append(hotAgents, name)
+			}
+		}
 	}
-	return sets[rng.IntN(len(sets))], ports[rng.IntN(len(ports))]
+	c.mu.Unlock()
+	if len(hotPorts) == 0 || rng.IntN(2) == 0 {
+		return sets[rng.IntN(len(sets))], ports[rng.IntN(len(ports))]
+	}
+	i := rng.IntN(len(hotPorts))
+	if rng.IntN(10) < 7 {
+		if owned := c.rec.ownedBy(hotAgents[i]); len(owned) > 0 {
+			return owned[rng.IntN(len(owned))], hotPorts[i]
+		}
+	}
+	return sets[rng.IntN(len(sets))], hotPorts[i]
+}
+
+// heat marks the agent a step targets as under a fault (on) or just healed.
+func (c *cluster) heat(s Step, on bool) {
+	a, ok := c.agents[s.Target]
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		a.faulted++
+	} else {
+		a.faulted--
+	}
+	a.hot = time.Now()
 }
 
 func readOnce(ctx context.Context, cl *http.Client, id int, set string, port int, follow bool) Read {
@@ -154,6 +192,28 @@ func sampleOnce(ctx context.Context, d *ldapdir.Dir) Sample {
 			State: smartset.State(snap, counts, st)}
 	}
 	return s
+}
+
+// ownedBy lists the sets the last good sample shows owned by agent name.
+func (r *recorder) ownedBy(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prefix := "cn=" + strings.ToLower(name) + ","
+	for i := len(r.h.Samples) - 1; i >= 0; i-- {
+		s := &r.h.Samples[i]
+		if !s.OK {
+			continue
+		}
+		var out []string
+		for set, o := range s.Sets {
+			if strings.HasPrefix(o.Owner, prefix) {
+				out = append(out, set)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return nil
 }
 
 // allOptimal reports whether the latest sample shows every set optimal.

@@ -79,6 +79,8 @@ type agent struct {
 	cur            *proc // nil while down
 	dup            *proc
 	n, dupN        int
+	faulted        int       // faults on this agent now
+	hot            time.Time // when the last one began or healed
 }
 
 // proc is one running tcs-agent process.

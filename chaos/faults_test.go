@@ -16,6 +16,8 @@ func (c *cluster) inject(start time.Time, s Step) {
 	time.Sleep(time.Until(start.Add(s.At)))
 	f := Fault{Kind: s.Kind, Target: s.Target, Start: time.Now()}
 	c.rec.say("inject %s", s)
+	c.heat(s, true)
+	defer c.heat(s, false)
 	heal := func() { time.Sleep(s.For) }
 	switch s.Kind {
 	case Kill9, Term:
@@ -86,6 +88,22 @@ func (c *cluster) inject(start time.Time, s Step) {
 		r := c.agents[s.Target].proxy.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
 		heal()
 		r.Remove()
+	case StuckWatch:
+		p := c.agents[s.Target].proxy
+		w := p.Freeze(faultproxy.Watch, faultproxy.Both)
+		l := p.Freeze(faultproxy.Lease, faultproxy.Both)
+		heal()
+		l.Remove()
+		c.rec.say("%s: lease connection released, watch still frozen for %.1fs", s.Target, s.By.Seconds())
+		time.Sleep(s.By)
+		w.Remove()
+	case LateRefresh:
+		p := c.agents[s.Target].proxy
+		w := p.Freeze(faultproxy.Watch, faultproxy.Both)
+		h := p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
+		heal()
+		h.Remove()
+		w.Remove()
 	case SlowDir:
 		var rules []*faultproxy.Rule
 		for _, name := range c.order {

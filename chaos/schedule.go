@@ -13,18 +13,26 @@ type Kind string
 
 // The fault kinds of issue 10, and the proxy faults of issue 14.
 const (
-	Kill9       Kind = "kill-9"         // kill -9 an agent, restart it after Step.For
-	Stop        Kind = "sigstop"        // SIGSTOP an agent past the TTL, SIGCONT after Step.For
-	Term        Kind = "sigterm"        // SIGTERM an agent (graceful leave), restart after Step.For
-	Duplicate   Kind = "duplicate"      // a second process with a live agent's name, for Step.For
-	SlapdKill   Kind = "slapd-kill-9"   // kill -9 slapd, restart after Step.For
-	SlapdDown   Kind = "slapd-outage"   // slapd down longer than the TTL
-	BlackHole   Kind = "black-hole"     // one agent's directory traffic dropped (both ways)
-	Reset       Kind = "reset"          // one agent's directory connections reset, new ones too
-	Delay       Kind = "delay"          // one agent's directory traffic delayed (Step.By each way)
-	FreezeWatch Kind = "freeze-watch"   // one agent's watch connection frozen
-	FreezeLease Kind = "freeze-lease"   // one agent's lease connection frozen
-	HoldRefresh Kind = "hold-refresh"   // only the replies to one agent's lease refreshes held Step.By
+	Kill9       Kind = "kill-9"       // kill -9 an agent, restart it after Step.For
+	Stop        Kind = "sigstop"      // SIGSTOP an agent past the TTL, SIGCONT after Step.For
+	Term        Kind = "sigterm"      // SIGTERM an agent (graceful leave), restart after Step.For
+	Duplicate   Kind = "duplicate"    // a second process with a live agent's name, for Step.For
+	SlapdKill   Kind = "slapd-kill-9" // kill -9 slapd, restart after Step.For
+	SlapdDown   Kind = "slapd-outage" // slapd down longer than the TTL
+	BlackHole   Kind = "black-hole"   // one agent's directory traffic dropped (both ways)
+	Reset       Kind = "reset"        // one agent's directory connections reset, new ones too
+	Delay       Kind = "delay"        // one agent's directory traffic delayed (Step.By each way)
+	FreezeWatch Kind = "freeze-watch" // one agent's watch connection frozen
+	FreezeLease Kind = "freeze-lease" // one agent's lease connection frozen
+	HoldRefresh Kind = "hold-refresh" // only the replies to one agent's lease refreshes held Step.By
+	// StuckWatch is issue 14's first scenario: one agent's watch and lease
+	// connections frozen for Step.For (past the TTL), then only the lease
+	// released; the watch stays frozen Step.By more.
+	StuckWatch Kind = "stuck-watch"
+	// LateRefresh is issue 14's second: the replies to one agent's lease
+	// refreshes held Step.By (past the renew deadline) while its watch is
+	// frozen, for Step.For.
+	LateRefresh Kind = "late-refresh"
 	SlowDir     Kind = "slow-directory" // every agent's requests delayed Step.By
 	MoveLoc     Kind = "move-location"  // a location's coordinates changed, restored after Step.For
 	AddSet      Kind = "add-set"        // a new set added
@@ -33,11 +41,11 @@ const (
 
 // Kinds lists every fault kind, in report order.
 var Kinds = []Kind{Kill9, Stop, Term, Duplicate, SlapdKill, SlapdDown, BlackHole, Reset, Delay,
-	FreezeWatch, FreezeLease, HoldRefresh, SlowDir, MoveLoc, AddSet, DelSet}
+	FreezeWatch, FreezeLease, HoldRefresh, StuckWatch, LateRefresh, SlowDir, MoveLoc, AddSet, DelSet}
 
 // agentKinds are faults that impair one agent; an agent has one at a time.
 var agentKinds = map[Kind]bool{Kill9: true, Stop: true, Term: true, Duplicate: true, BlackHole: true,
-	Reset: true, Delay: true, FreezeWatch: true, FreezeLease: true, HoldRefresh: true}
+	Reset: true, Delay: true, FreezeWatch: true, FreezeLease: true, HoldRefresh: true, StuckWatch: true, LateRefresh: true}
 
 // directoryKinds impair the directory itself; one at a time.
 var directoryKinds = map[Kind]bool{SlapdKill: true, SlapdDown: true, SlowDir: true}
@@ -49,6 +57,7 @@ var weights = []struct {
 }{
 	{Kill9, 10}, {Stop, 8}, {Term, 6}, {Duplicate, 5}, {SlapdKill, 3}, {SlapdDown, 2},
 	{BlackHole, 6}, {Reset, 5}, {Delay, 4}, {FreezeWatch, 5}, {FreezeLease, 5}, {HoldRefresh, 5},
+	{StuckWatch, 4}, {LateRefresh, 4},
 	{SlowDir, 3}, {MoveLoc, 3}, {AddSet, 5}, {DelSet, 4},
 }
 
@@ -155,6 +164,12 @@ func Plan(seed int64, d time.Duration, topo Topology) []Step {
 		case HoldRefresh:
 			s.For = dur(ttl, ttl+4*time.Second)
 			s.By = dur(ttl/2, ttl+2*time.Second)
+		case StuckWatch:
+			s.For = dur(ttl+time.Second, ttl+4*time.Second)
+			s.By = dur(2*time.Second, 6*time.Second)
+		case LateRefresh:
+			s.For = dur(ttl+time.Second, ttl+5*time.Second)
+			s.By = dur(ttl, ttl+2*time.Second)
 		case SlowDir:
 			s.For = dur(time.Second, 4*time.Second)
 			s.By = dur(20*time.Millisecond, 300*time.Millisecond)
@@ -163,6 +178,9 @@ func Plan(seed int64, d time.Duration, topo Topology) []Step {
 			s.Coords = fmt.Sprintf("%.4f,%.4f", rng.Float64()*140-70, rng.Float64()*340-170)
 		}
 		end := at + s.For
+		if k == StuckWatch {
+			end += s.By
+		}
 		if end > d {
 			continue // would outlast the run
 		}

@@ -30,7 +30,7 @@ func TestPlanKeepsItsRules(t *testing.T) {
 			t.Fatalf("seed %d: only %d faults in 2 minutes", seed, len(steps))
 		}
 		for i, s := range steps {
-			if s.At+s.For > 2*time.Minute {
+			if s.At+length(s) > 2*time.Minute {
 				t.Errorf("seed %d: %v ends after the run", seed, s)
 			}
 			if s.Kind == Stop && s.For <= topo.TTL {
@@ -42,7 +42,7 @@ func TestPlanKeepsItsRules(t *testing.T) {
 			impaired := map[string]bool{}
 			dir := 0
 			for _, o := range steps[:i+1] {
-				if o.At+o.For <= s.At {
+				if o.At+length(o) <= s.At {
 					continue
 				}
 				if agentKinds[o.Kind] {
@@ -77,4 +77,11 @@ func TestPlanCoversEveryKind(t *testing.T) {
 			t.Errorf("no %s in five 2-minute schedules", k)
 		}
 	}
+}
+
+func length(s Step) time.Duration {
+	if s.Kind == StuckWatch {
+		return s.For + s.By
+	}
+	return s.For
 }
