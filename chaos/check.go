@@ -212,19 +212,34 @@ func checkFencing(h *History) Result {
 // they last long enough: the agent is dead, stopped or cut off from its lease.
 var ownerRemoving = map[Kind]bool{Kill9: true, Stop: true, Term: true, BlackHole: true, Reset: true, FreezeLease: true}
 
-// checkAvailability: invariant 4, in two parts over the directory samples.
-// (a) Every orphan interval of a set — no owner, or an owner without a
-// lease — while the directory is up and some agent is live, is shorter than
-// TTL + 3 s. (b) For each fault that removes an owner and lasts past
-// TTL + 3 s, each set the target owned when it began is owned by another
-// live agent by then. Faults during a directory fault are excused.
+// checkAvailability: invariant 4, in two parts over the directory samples
+// and the committed writes. (a) Every orphan interval of a set — no owner,
+// or an owner without a lease — while the directory is up and some agent is
+// live, is shorter than TTL + 3 s; it ends at the commit that gave the set
+// its next owner (between the last orphaned sample and the first good one),
+// so the sampling period does not count against the swarm. (b) For each
+// fault that removes an owner and lasts past TTL + 3 s, each set the target
+// owned when it began is committed to, or seen with, another live agent by
+// then. Faults during a directory fault are excused.
 func checkAvailability(h *History) Result {
 	r := Result{Name: CheckAvailability}
 	bound := h.TTL + 3*time.Second + Slack
 	// (a)
-	type open struct{ since time.Time }
+	type open struct{ since, last time.Time }
 	orphan := map[string]open{}
-	for _, s := range h.Samples {
+	closeAt := func(set string, op open, s *Sample) {
+		end := s.At
+		if c := h.lastCommitIn(set, op.last, s.At); c != nil {
+			end = c.At
+		}
+		if end.Sub(op.since) > bound {
+			r.Violations = append(r.Violations, Violation{Check: r.Name, Set: set, At: end,
+				Detail: fmt.Sprintf("orphaned from %s to %s (%.1fs > TTL+3s), %d agents live",
+					rel(h, op.since), rel(h, end), end.Sub(op.since).Seconds(), len(s.Live))})
+		}
+	}
+	for i := range h.Samples {
+		s := &h.Samples[i]
 		if !s.OK || len(s.Live) == 0 {
 			for set := range orphan {
 				orphan[set] = open{} // restart the clock when the directory is back
@@ -234,28 +249,31 @@ func checkAvailability(h *History) Result {
 		for set, o := range s.Sets {
 			op, was := orphan[set]
 			if o.State != "orphaned" {
-				if was {
-					delete(orphan, set)
+				if was && !op.since.IsZero() {
+					closeAt(set, op, s)
 				}
+				delete(orphan, set)
 				continue
+			}
+			if !was {
+				r.Checked++
 			}
 			if !was || op.since.IsZero() {
-				orphan[set] = open{since: s.At}
-				if !was {
-					r.Checked++
-				}
-				continue
+				op.since = s.At
 			}
-			if s.At.Sub(op.since) > bound {
-				r.Violations = append(r.Violations, Violation{Check: r.Name, Set: set, At: s.At,
-					Detail: fmt.Sprintf("orphaned since %s, still at %s (%.1fs > TTL+3s), %d agents live",
-						rel(h, op.since), rel(h, s.At), s.At.Sub(op.since).Seconds(), len(s.Live))})
-				orphan[set] = open{since: s.At} // one violation per bound exceeded
-			}
+			op.last = s.At
+			orphan[set] = op
 		}
 		for set := range orphan {
 			if _, ok := s.Sets[set]; !ok {
 				delete(orphan, set) // deleted
+			}
+		}
+	}
+	if n := len(h.Samples); n > 0 {
+		for set, op := range orphan {
+			if !op.since.IsZero() {
+				closeAt(set, op, &h.Samples[n-1])
 			}
 		}
 	}
@@ -293,6 +311,18 @@ func checkAvailability(h *History) Result {
 		}
 	}
 	return r
+}
+
+// lastCommitIn returns the last commit giving set an owner in (from, to].
+func (h *History) lastCommitIn(set string, from, to time.Time) *Commit {
+	var out *Commit
+	for i := range h.Commits {
+		c := &h.Commits[i]
+		if c.Set == set && c.Owner != "" && c.Epoch > 0 && c.At.After(from) && !c.At.After(to) {
+			out = c
+		}
+	}
+	return out
 }
 
 func (h *History) sampleBefore(t time.Time) *Sample {
@@ -339,9 +369,15 @@ func (h *History) directoryFault(from, to time.Time) bool {
 	return false
 }
 
-// movedAway reports whether some sample in [from, to] shows set owned by a
-// live agent other than dn, or the set gone.
+// movedAway reports whether a commit in [from, to] gave set to an agent
+// other than dn, or some sample in [from, to] shows it owned by a live agent
+// other than dn, or gone.
 func (h *History) movedAway(set, dn string, from, to time.Time) bool {
+	for _, c := range h.Commits {
+		if c.Set == set && c.Epoch > 0 && c.Owner != "" && c.Owner != dn && !c.At.Before(from) && !c.At.After(to) {
+			return true
+		}
+	}
 	for _, s := range h.Samples {
 		if !s.OK || s.At.Before(from) || s.At.After(to) {
 			continue

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,15 @@ func TestCheckFindsPlantedViolations(t *testing.T) {
 			for i := range h.Samples {
 				if s := &h.Samples[i]; s.At.After(at(5)) && s.At.Before(at(12)) {
 					s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "orphaned"}
+				}
+			}
+		}},
+		{"a dead agent's sets kept past TTL+3s while its lease lingers", CheckAvailability, func(h *History) {
+			h.Commits = slices.DeleteFunc(h.Commits, func(c Commit) bool { return c.Seq == "05" })
+			for i := range h.Samples {
+				if s := &h.Samples[i]; !s.At.Before(at(5)) && s.At.Before(at(12)) {
+					s.Live[dnA] = true
+					s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "optimal"}
 				}
 			}
 		}},

@@ -107,9 +107,14 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 		}
 	}
 	for _, c := range h.Commits {
-		if c.Set == set && in(c.At) {
-			lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq)})
+		if c.Set != set || !in(c.At) {
+			continue
 		}
+		if c.Type == "modify" && c.Epoch == 0 {
+			lines = append(lines, line{c.At, fmt.Sprintf("commit  modify without an epoch change (a release request) by %s (%s)", c.By, c.Seq)})
+			continue
+		}
+		lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq)})
 	}
 	var prev Owning
 	for _, s := range h.Samples {
