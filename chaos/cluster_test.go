@@ -102,9 +102,6 @@ func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder) *clu
 	}
 	c.srv = ldaptest.Start(t)
 	t.Logf("chaos: slapd at %s, data in %s", c.srv.URL, c.srv.Dir)
-	if err := os.WriteFile(filepath.Join(dir, "password"), []byte(c.srv.Password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ldif := filepath.Join(dir, "data.ldif")
 	if err := os.WriteFile(ldif, []byte(c.dataLDIF()), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,8 +122,9 @@ func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder) *clu
 			if a.dupPort, err = ldaptest.FreePort(); err != nil {
 				t.Fatal(err)
 			}
-			a.config = c.writeConfig(name, l.name, a.port, a.proxy.URL(), "")
-			a.dupConfig = c.writeConfig(name, l.name, a.dupPort, a.proxy.URL(), "-dup")
+			acct := c.srv.AddAgent(name) // least privilege, as every agent runs
+			a.config = c.writeConfig(name, l.name, a.port, a.proxy.URL(), acct, "")
+			a.dupConfig = c.writeConfig(name, l.name, a.dupPort, a.proxy.URL(), acct, "-dup")
 			c.agents[name] = a
 			c.order = append(c.order, name)
 		}
@@ -167,7 +165,7 @@ func (c *cluster) setAttrs(loc string, i int) SetAttrs {
 	}
 }
 
-func (c *cluster) writeConfig(name, loc string, port int, url, suffix string) string {
+func (c *cluster) writeConfig(name, loc string, port int, url string, acct ldaptest.Account, suffix string) string {
 	path := filepath.Join(c.dir, name+suffix+".toml")
 	cfg := fmt.Sprintf(`[service]
 name = %q
@@ -179,12 +177,12 @@ advertise = "http://127.0.0.1:%d"
 url = %q
 base_dn = %q
 bind_dn = %q
-bind_password_file = "password"
+bind_password_file = %q
 lease_ttl = "%ds"
 
 [log]
 level = "info"
-`, name, loc, port, port, url, c.srv.BaseDN, c.srv.BindDN, int(c.ttl/time.Second))
+`, name, loc, port, port, url, c.srv.BaseDN, acct.DN, acct.PasswordFile, int(c.ttl/time.Second))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
