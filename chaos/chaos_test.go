@@ -133,7 +133,8 @@ func (c *cluster) settle(t *testing.T, within time.Duration) {
 		if time.Now().After(deadline) {
 			cancel()
 			wg.Wait()
-			t.Fatalf("chaos: the swarm did not place every set optimally within %v before the run (%d not optimal)\n%s", within, bad, c.logTails(20))
+			t.Fatalf("chaos: the swarm did not place every set optimally within %v before the run (%d not optimal: %s)\n%s",
+				within, bad, probe.describeNonOptimal(), c.logTails(20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

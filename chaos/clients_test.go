@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -40,7 +41,8 @@ func (c *cluster) readers(ctx context.Context, n int, seed int64, wg *sync.WaitG
 				if f {
 					cl = follow
 				}
-				c.rec.read(readOnce(ctx, cl, id, set, port, f))
+				stale := rng.IntN(5) == 0 // a fifth of the reads accept a fenced agent's last table
+				c.rec.read(readOnce(ctx, cl, id, set, port, f, stale))
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Duration(10+rng.IntN(20)) * time.Millisecond):
@@ -109,9 +111,12 @@ func (c *cluster) heat(s Step, on bool) {
 	a.hot = time.Now()
 }
 
-func readOnce(ctx context.Context, cl *http.Client, id int, set string, port int, follow bool) Read {
-	rd := Read{Client: id, Set: set, Asked: port, Port: port, Follow: follow, Start: time.Now()}
+func readOnce(ctx context.Context, cl *http.Client, id int, set string, port int, follow, stale bool) Read {
+	rd := Read{Client: id, Set: set, Asked: port, Port: port, Follow: follow, AllowStale: stale, Start: time.Now()}
 	u := "http://127.0.0.1:" + strconv.Itoa(port) + "/v1/smartsets/" + url.PathEscape(set)
+	if stale {
+		u += "?stale=1"
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	resp, err := cl.Do(req)
 	if err != nil {
@@ -214,6 +219,23 @@ func (r *recorder) ownedBy(name string) []string {
 		return out
 	}
 	return nil
+}
+
+// describeNonOptimal lists the sets the latest sample shows not optimal.
+func (r *recorder) describeNonOptimal() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.h.Samples)
+	if n == 0 || !r.h.Samples[n-1].OK {
+		return "no directory sample"
+	}
+	s := &r.h.Samples[n-1]
+	var parts []string
+	for _, set := range nonOptimal(s) {
+		o := s.Sets[set]
+		parts = append(parts, fmt.Sprintf("%s %s owner=%q epoch=%d", set, o.State, o.Owner, o.Epoch))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // allOptimal reports whether the latest sample shows every set optimal.

@@ -65,13 +65,16 @@ type Read struct {
 	Port   int
 	Asked  int // the port asked first
 	Follow bool
-	Status int // 0 when the request failed (Err)
-	Epoch  int64
-	Stale  bool // TCS-Stale: true
-	Fenced bool // TCS-Fenced: true (a ?stale read of a fenced agent)
-	Start  time.Time
-	End    time.Time
-	Err    string
+	// AllowStale is set when the read asked for ?stale=1: a fenced agent
+	// may then answer 200 with TCS-Fenced: true.
+	AllowStale bool
+	Status     int // 0 when the request failed (Err)
+	Epoch      int64
+	Stale      bool // TCS-Stale: true
+	Fenced     bool // TCS-Fenced: true (a ?stale read of a fenced agent)
+	Start      time.Time
+	End        time.Time
+	Err        string
 }
 
 // Sample is one read of the whole directory.

@@ -14,6 +14,7 @@ type Availability struct {
 	Reads, Follow, Follow200 int // all reads; reads following redirects; of those, answered 200
 	Direct, DirectOK         int // reads not following; of those, answered 200 or 307
 	Stale                    int // 200 answers carrying TCS-Stale
+	Fenced                   int // of those, ?stale answers of a fenced agent (TCS-Fenced)
 }
 
 // Share is the share of reads following redirects answered 200.
@@ -31,6 +32,9 @@ func Avail(h *History) Availability {
 		a.Reads++
 		if r.Status == 200 && r.Stale {
 			a.Stale++
+			if r.Fenced {
+				a.Fenced++
+			}
 		}
 		if r.Follow {
 			a.Follow++
@@ -70,8 +74,8 @@ func Report(w io.Writer, h *History, results []Result) {
 	}
 	tw.Flush()
 	a := Avail(h)
-	fmt.Fprintf(w, "availability: %d/%d reads following redirects answered 200 (%.1f%%); %d/%d direct reads answered 200 or 307; %d stale 200s\n",
-		a.Follow200, a.Follow, 100*a.Share(), a.DirectOK, a.Direct, a.Stale)
+	fmt.Fprintf(w, "availability: %d/%d reads following redirects answered 200 (%.1f%%); %d/%d direct reads answered 200 or 307; %d stale 200s (%d of a fenced agent, ?stale=1)\n",
+		a.Follow200, a.Follow, 100*a.Share(), a.DirectOK, a.Direct, a.Stale, a.Fenced)
 	if total == 0 {
 		fmt.Fprintf(w, "chaos: seed %d: no violations\n", h.Seed)
 		return
@@ -145,6 +149,9 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 		}
 		if r.Fenced {
 			extra += " fenced"
+		}
+		if r.AllowStale {
+			extra += " (?stale=1)"
 		}
 		if r.Err != "" {
 			extra += " err=" + r.Err
