@@ -2,12 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
-	"tcs/ldapdir"
 	"tcs/smartset"
 )
 
@@ -50,39 +47,19 @@ func (a *Agent) leave(ctx context.Context) error {
 		}
 		plan := smartset.Decide(a.v.snap, smartset.Options{Self: a.selfDN, HysteresisKm: a.opts.HysteresisKm, Leaving: true})
 		a.mu.Unlock()
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(a.opts.WriteConcurrency)
-		results := make(chan bool, len(plan.Handoffs))
-		for _, mv := range plan.Handoffs {
-			g.Go(func() error {
-				var err error
-				var got smartset.Set
-				if mv.To == "" {
-					got, err = a.dir.Release(gctx, mv.Set.Name, mv.Set.Epoch)
-				} else {
-					got, err = a.dir.Transfer(gctx, mv.Set.Name, mv.Set.Epoch, mv.To)
-				}
-				op := "transfer"
-				if mv.To == "" {
-					op = "release"
-				}
-				if a.wrote(gctx, op, mv.Set, err) {
-					a.owned(mv.Set, got, smartset.ReasonLeave)
-					results <- true
-				} else {
-					results <- errors.Is(err, ldapdir.ErrConflict) // a conflict is retried next round
-				}
-				return nil
-			})
+		ps := make([]pending, len(plan.Handoffs))
+		for i, mv := range plan.Handoffs {
+			ps[i] = handoffOf(mv, smartset.ReasonLeave)
 		}
-		g.Wait()
-		close(results)
-		for ok := range results {
+		for _, ok := range a.batch(ctx, ps) {
 			if ok {
 				moved++
 			} else {
 				failed++
 			}
+		}
+		if !a.valid() {
+			break
 		}
 	}
 	err := lease.Close(ctx)

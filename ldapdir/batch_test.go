@@ -309,3 +309,31 @@ func readSets(t *testing.T, d *ldapdir.Dir, prefix string) []smartset.Set {
 	}
 	return out
 }
+
+// Many small transactions back to back on one connection: slapd 2.5.13
+// crashed within about a hundred of these when End Transaction followed
+// the last queued modify's answer at once (see txnSettle); the server must
+// still answer after 600.
+func TestManySmallTransactionsKeepSlapdUp(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, 2*time.Minute)
+	d := openMode(t, s, ldapdir.TxnAuto, 1)
+	sets := addSets(t, s, "small", 10, "", 0)
+	for round := range 60 {
+		res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), nil)
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("round %d (%d transactions so far): %v", round, round*10, r.Err)
+			}
+		}
+		if stats.Transactions != len(sets) {
+			t.Fatalf("round %d: %+v, want one transaction per write", round, stats)
+		}
+		for i := range sets {
+			sets[i] = res[i].Set
+		}
+	}
+	if err := d.Ping(ctx); err != nil {
+		t.Fatalf("slapd gone after 600 transactions: %v", err)
+	}
+}
