@@ -94,8 +94,9 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []bool {
 			a.m.CASConflicts.WithLabelValues(p.op).Inc()
 			a.log.WithFields(logrus.Fields{"set": p.w.Set.Name, "epoch": p.w.Set.Epoch, "op": p.op}).Debug("lost a compare-and-swap race; re-reading")
 			a.mu.Lock()
-			a.v.putSet(r.Set)
+			changes := a.putSetLocked(r.Set)
 			a.mu.Unlock()
+			a.notify(changes)
 			a.poke()
 		default:
 			g.Go(func() error { a.wrote(gctx, p.op, p.w.Set, r.Err); return nil })
@@ -114,13 +115,14 @@ func (a *Agent) applied(p pending, after smartset.Set) {
 	case "request":
 		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
 		a.mu.Lock()
-		a.v.putSet(after)
+		a.v.putSet(after) // not an ownership change
 		a.requested[smartset.Key(s.Name)] = requested{epoch: s.Epoch, at: time.Now()}
 		a.mu.Unlock()
 	case "clear":
 		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
 		a.mu.Lock()
-		a.v.putSet(after)
+		changes := a.putSetLocked(after)
 		a.mu.Unlock()
+		a.notify(changes)
 	}
 }

@@ -212,8 +212,9 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 	case errors.Is(err, ldapdir.ErrNotFound):
 		a.m.Writes.WithLabelValues(op, "error").Inc()
 		a.mu.Lock()
-		delete(a.v.snap.Sets, smartset.Key(s.Name))
+		changes := a.dropSetLocked(s.Name)
 		a.mu.Unlock()
+		a.notify(changes)
 	default:
 		a.m.Writes.WithLabelValues(op, "error").Inc()
 		if ctx.Err() == nil {
@@ -225,14 +226,16 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 
 func (a *Agent) reread(ctx context.Context, name string) {
 	s, err := a.dir.Set(ctx, name)
+	var changes []Change
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	switch {
 	case err == nil:
-		a.v.putSet(s)
+		changes = a.putSetLocked(s)
 	case errors.Is(err, ldapdir.ErrNotFound):
-		delete(a.v.snap.Sets, smartset.Key(name))
+		changes = a.dropSetLocked(name)
 	}
+	a.mu.Unlock()
+	a.notify(changes)
 	a.poke()
 }
 
@@ -245,10 +248,19 @@ func (a *Agent) owned(before, after smartset.Set, reason string) {
 	}).Info("ownership changed")
 	a.m.OwnershipChanges.WithLabelValues(reason).Inc()
 	a.mu.Lock()
-	a.v.putSet(after)
+	changes := a.putSetLocked(after)
+	_, live := a.v.snap.Services[smartset.Key(after.Owner)]
 	a.mu.Unlock()
-	isMine := after.Owner != "" && smartset.SameDN(after.Owner, a.selfDN)
-	a.notify([]Change{{Set: after, Previous: before, Owned: isMine}})
+	a.notify(changes)
+	if after.Owner != "" && !live {
+		// Handed to an agent whose lease went away while the write was in
+		// flight: the others searched for its sets before this one was
+		// its, and the set has left this agent's watch. This agent is the
+		// one that knows the set is an orphan: the view keeps it, and the
+		// next reconcile claims it (rank-staggered like any orphan).
+		a.log.WithFields(logrus.Fields{"set": after.Name, "owner": after.Owner, "epoch": after.Epoch}).Warn("handed a set to an agent that is gone: it is an orphan now")
+		a.poke()
+	}
 }
 
 // nameOf returns the cn of a service DN ("" stays "").

@@ -131,8 +131,9 @@ func (d *Directory) check(p *problems, havePassword bool) {
 		switch {
 		case rd <= 0:
 			p.add(t, "renew_deadline", "must be > 0, not %s", d.RenewDeadline)
-		case rd >= ttl:
-			p.add(t, "renew_deadline", "must be less than %s (%s), not %s", keyName(t, "lease_ttl"), d.LeaseTTL, d.RenewDeadline)
+		case rd > ttl-leaseExpiryMargin:
+			p.add(t, "renew_deadline", "must be at most %s less %s (%s), not %s: slapd expires leases in whole seconds, so a lease can end up to 1s before its TTL",
+				keyName(t, "lease_ttl"), leaseExpiryMargin, ttl-leaseExpiryMargin, d.RenewDeadline)
 		case rd <= ttl/3:
 			p.add(t, "renew_deadline", "must be more than %s/3 (%s), the lease refresh period, not %s; "+
 				"otherwise the agent fences itself between two good refreshes", keyName(t, "lease_ttl"), ttl/3, d.RenewDeadline)

@@ -114,8 +114,15 @@ func tail(s string, n int) string {
 // start runs `tcs-agent run` for a new agent; extra is added to the TOML.
 func (s *swarm) start(name, location string, extra ...string) *agentProc {
 	s.t.Helper()
+	return s.startAs(name, name, location, extra...)
+}
+
+// startAs is start for a process known to the test as key: a second
+// process with an agent's name has a key, a port and a log of its own.
+func (s *swarm) startAs(key, name, location string, extra ...string) *agentProc {
+	s.t.Helper()
 	s.mu.Lock()
-	a, ok := s.agents[name]
+	a, ok := s.agents[key]
 	s.mu.Unlock()
 	if !ok {
 		port, err := ldaptest.FreePort()
@@ -123,8 +130,8 @@ func (s *swarm) start(name, location string, extra ...string) *agentProc {
 			s.t.Fatal(err)
 		}
 		a = &agentProc{name: name, location: location, port: port,
-			config:  filepath.Join(s.tmp, name+".toml"),
-			logPath: filepath.Join(s.tmp, name+".log")}
+			config:  filepath.Join(s.tmp, key+".toml"),
+			logPath: filepath.Join(s.tmp, key+".log")}
 		cfg := fmt.Sprintf(`[service]
 name = %q
 location = %q
@@ -163,7 +170,7 @@ level = "debug"
 		close(done)
 	}(a.cmd, a.done)
 	s.mu.Lock()
-	s.agents[name] = a
+	s.agents[key] = a
 	s.mu.Unlock()
 	return a
 }

@@ -201,6 +201,18 @@ func newDir(cfg Config, log logrus.FieldLogger) *Dir {
 // such as lease refreshes.
 func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
 
+// CloneWithTimeout is Clone with another bound on each operation and dial:
+// a lease connection uses one shorter than the renew deadline, so that a
+// refresh stuck on a dead connection is given up (and the connection
+// redialled) in time for the next one.
+func (d *Dir) CloneWithTimeout(timeout time.Duration) *Dir {
+	cfg := d.cfg
+	if timeout > 0 {
+		cfg.Timeout = timeout
+	}
+	return newDir(cfg, d.log)
+}
+
 // Close closes the connection. Idempotent.
 func (d *Dir) Close() error {
 	d.mu.Lock()

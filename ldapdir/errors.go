@@ -22,6 +22,9 @@ var (
 	// ErrLeaseLost: the lease entry is gone (expired or deleted); the agent
 	// must stop acting as owner and register again.
 	ErrLeaseLost = errors.New("ldapdir: lease lost")
+	// ErrNameHeld: another live process holds the agent name (its lease
+	// entry); see HeldError.
+	ErrNameHeld = errors.New("ldapdir: agent name held by another process")
 	// ErrClosed: the Dir or Lease was closed.
 	ErrClosed = errors.New("ldapdir: closed")
 	// ErrNoSyncprov: the server does not offer RFC 4533 content
