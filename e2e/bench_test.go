@@ -178,7 +178,7 @@ func BenchmarkSwarm(b *testing.B) {
 	time.Sleep(time.Second)
 	w := writes(b, agents).minus(before)
 	perOrphan := float64(w.total()) / orphans
-	r.add(fmt.Sprintf("writes per orphan, 10 agents racing for %d", orphans), fmt.Sprintf("%.3f (%d claims, %d conflicts; %v)", perOrphan, w.changes, w.conflicts, took.Round(time.Millisecond)),
+	r.add(fmt.Sprintf("writes per orphan, 10 agents racing for %d", orphans), fmt.Sprintf("%.3f (%d claims, %d conflicts, %d transactions aborted; %v)", perOrphan, w.changes, w.conflicts, w.aborted, took.Round(time.Millisecond)),
 		"<= 1.05", verdict(perOrphan <= 1.05))
 
 	// Handoffs: the three Texas agents leave and the sets go elsewhere
@@ -362,11 +362,13 @@ func countOps(log string) map[string]int {
 	return n
 }
 
-type writeCount struct{ changes, requests, clears, conflicts int }
+// writeCount: aborted counts transactions that failed (nothing applied;
+// their lost races are among the conflicts, the rest was retried).
+type writeCount struct{ changes, requests, clears, conflicts, aborted int }
 
 func (w writeCount) total() int { return w.changes + w.requests + w.clears + w.conflicts }
 func (w writeCount) minus(o writeCount) writeCount {
-	return writeCount{w.changes - o.changes, w.requests - o.requests, w.clears - o.clears, w.conflicts - o.conflicts}
+	return writeCount{w.changes - o.changes, w.requests - o.requests, w.clears - o.clears, w.conflicts - o.conflicts, w.aborted - o.aborted}
 }
 
 // writes counts the directory writes the agents logged: successful
@@ -378,6 +380,11 @@ func writes(tb testing.TB, agents []*agentProc) writeCount {
 		w.requests += len(a.logLines(tb, "asked the owner to hand the set over"))
 		w.clears += len(a.logLines(tb, "rejected a release request"))
 		w.conflicts += len(a.logLines(tb, "lost a compare-and-swap race"))
+		for _, l := range a.logLines(tb, "batch written") {
+			if !strings.Contains(l, " aborted=0 ") {
+				w.aborted++
+			}
+		}
 	}
 	return w
 }
