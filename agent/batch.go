@@ -65,7 +65,7 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []bool {
 	})
 	a.m.BatchTransactions.WithLabelValues("committed").Add(float64(stats.Transactions))
 	a.m.BatchTransactions.WithLabelValues("aborted").Add(float64(stats.Aborted))
-	if len(ps) > 1 {
+	if len(ps) > 1 || stats.Aborted > 0 {
 		a.log.WithFields(logrus.Fields{"writes": len(ps), "transactions": stats.Transactions, "aborted": stats.Aborted,
 			"single": stats.Single, "took": time.Since(start).Round(time.Millisecond)}).Debug("batch written")
 	}
