@@ -347,17 +347,28 @@ func TestStatusPageAtScale(t *testing.T) {
           expand: document.querySelectorAll('#locations [data-expand]').length,
           setNodes: document.querySelectorAll('#locations [data-set]').length};
 })()`
-	opened := time.Now()
-	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Navigate(ca.url()+"/")); err != nil {
-		t.Fatalf("open %s: %v", ca.url(), err)
-	}
 	want := fmt.Sprint(n + 9)
-	sum, _ := waitPage(t, ctx, 30*time.Second, "the summary of 20,009 sets", jsSummary, func(d domSummary) error {
+	summaryShown := func(d domSummary) error {
 		if d.Sets != want || d.Optimal != want || len(d.Counts) != 3 || d.Expand != 3 {
 			return fmt.Errorf("%+v, want %s sets, all optimal, three cards with counts and a button for their sets", d, want)
 		}
 		return nil
-	})
+	}
+	// Cold: the first viewer starts the page's directory watch, which
+	// reads every set first.
+	opened := time.Now()
+	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Navigate(ca.url()+"/")); err != nil {
+		t.Fatalf("open %s: %v", ca.url(), err)
+	}
+	waitPage(t, ctx, 60*time.Second, "the summary of 20,009 sets", jsSummary, summaryShown)
+	cold := time.Since(opened)
+	// Warm: opened again while the watch runs (it lingers after the last
+	// viewer), what a user reloading or a second viewer sees.
+	opened = time.Now()
+	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := waitPage(t, ctx, 60*time.Second, "the summary of 20,009 sets after a reload", jsSummary, summaryShown)
 	summaryAt := time.Since(opened)
 	if sum.SetNodes > 0 {
 		t.Errorf("%d sets in the DOM before any was asked for", sum.SetNodes)
@@ -379,8 +390,9 @@ func TestStatusPageAtScale(t *testing.T) {
 		return nil
 	})
 	usable := time.Since(opened)
-	t.Logf("20,009 sets: summary shown %v, filter answered %v after opening the page (target 2s)",
-		summaryAt.Round(time.Millisecond), usable.Round(time.Millisecond))
+	t.Logf("20,009 sets: cold (the page's watch reads every set first): summary shown %v after opening; "+
+		"warm: summary shown %v, filter answered %v after opening (target 2s)",
+		cold.Round(time.Millisecond), summaryAt.Round(time.Millisecond), usable.Round(time.Millisecond))
 
 	// An ownership change arrives live: a marker set in the page survives.
 	if _, err := inBrowser(ctx, 5*time.Second, chromedp.Evaluate[int](`window.tcsNoReload = 1`)); err != nil {
