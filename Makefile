@@ -51,7 +51,7 @@ ldap-down:
 # measured in the same run. Sizes: TCS_BENCH_SETS (10000) for the swarm,
 # TCS_BENCH_AGENTS (20) and TCS_BENCH_SCALE_SETS (20000) for the scale run.
 bench: deps
-	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale' -benchtime 1x -timeout 120m ./e2e
+	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale|BenchmarkBlocking' -benchtime 1x -timeout 120m ./e2e
 
 # DESIGN.md's scale target: 100 agents in 20 locations, 100,000 sets, one
 # slapd; must finish within 15 minutes on 2 cores.

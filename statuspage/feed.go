@@ -84,7 +84,7 @@ func (p *Page) unsubscribe(sub *subscriber) {
 	defer p.mu.Unlock()
 	delete(p.subs, sub)
 	p.streams.Done()
-	if len(p.subs) > 0 || p.feed == nil || p.closed {
+	if len(p.subs) > 0 || p.holders > 0 || p.feed == nil || p.closed {
 		return
 	}
 	p.lingerGen++
@@ -96,7 +96,7 @@ func (p *Page) unsubscribe(sub *subscriber) {
 // armed.
 func (p *Page) stopIdle(gen int) {
 	p.mu.Lock()
-	if gen != p.lingerGen || len(p.subs) > 0 || p.feed == nil {
+	if gen != p.lingerGen || len(p.subs) > 0 || p.holders > 0 || p.feed == nil {
 		p.mu.Unlock()
 		return
 	}
@@ -124,6 +124,10 @@ func (p *Page) publish(f *feed, it *item) {
 		return
 	}
 	p.latest, p.latestItem = it.full, it
+	if p.changed != nil { // wake the blocking reads of the list (changes.go)
+		close(p.changed)
+		p.changed = nil
+	}
 	for sub := range p.subs {
 		select {
 		case sub.ch <- it:
