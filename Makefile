@@ -8,7 +8,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X tcs/internal/version.Version=$(VERSION)
 TEST_TIMEOUT  ?= 30m
 
-.PHONY: all build test vet fmt-check deps test-deps ldap-up ldap-down bench demo chaos clean
+.PHONY: all build test vet fmt-check deps test-deps ldap-up ldap-down bench bench-scale bench-batch demo chaos clean
 DEMO_FLAGS    ?=
 
 all: build
@@ -62,6 +62,17 @@ CHAOS_DURATION ?= 2m
 chaos: deps
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_DURATION=$(CHAOS_DURATION) \
 	  $(GO) test -count=1 -run '^TestChaos$$' -v -timeout 180m ./chaos
+
+# DESIGN.md's scale target: 100 agents in 20 locations, 100,000 sets, one
+# slapd; must finish within 15 minutes on 2 cores.
+bench-scale: deps
+	TCS_BENCH_AGENTS=100 TCS_BENCH_LOCATIONS=20 TCS_BENCH_SCALE_SETS=100000 \
+	$(GO) test -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 30m ./e2e
+
+# Transaction size against other agents' lease-refresh latency (how the
+# default batch_size was chosen).
+bench-batch: deps
+	$(GO) test -run '^$$' -bench 'BenchmarkBatchSize' -benchtime 1x -timeout 30m ./e2e
 
 clean:
 	rm -rf bin

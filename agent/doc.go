@@ -2,7 +2,10 @@
 // the directory, and on every change (and on a timer) reconciles: it asks
 // the pure policy in package smartset what to claim, request, hand over and
 // reject, and applies that with the compare-and-swap writes of package
-// ldapdir. Nothing else coordinates the swarm.
+// ldapdir, the writes of one reconcile (and of a graceful leave) as one batch
+// — RFC 5805 transactions where the directory offers them, the lease checked
+// before each transaction is sent (batch.go). Nothing else coordinates the
+// swarm.
 //
 // What an agent watches is what concerns it, so its directory traffic does
 // not grow with the number of sets: every service and location entry, and

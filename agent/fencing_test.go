@@ -225,9 +225,11 @@ func TestASetHandedToADeadAgentIsClaimedAgain(t *testing.T) {
 	// The write's reply reaches the agent before the watch's event of the
 	// set leaving its watch (the order a busy connection can give).
 	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	var ps []pending
 	for _, mv := range moves {
-		jp.a.handoff(context.Background(), mv) // planned before the delete, written after it
+		ps = append(ps, handoffOf(mv, mv.Reason)) // planned before the delete, written after it
 	}
+	jp.a.batch(context.Background(), ps)
 	eventually(t, 5*time.Second, s, ownedByName("Texas", "tcs-texas-9"))
 	watch.Remove()
 	jp.a.mu.Lock()
@@ -437,7 +439,7 @@ func TestASetFoundGoneLeavesTheTableCache(t *testing.T) {
 	tx.a.mu.Lock()
 	st := tx.a.v.snap.Sets["texas-routers"]
 	tx.a.mu.Unlock()
-	tx.a.handoff(context.Background(), smartset.Move{Set: st, To: ""}) // finds it gone
+	tx.a.batch(context.Background(), []pending{handoffOf(smartset.Move{Set: st, To: ""}, "")}) // finds it gone
 	if rec.has("texas-routers") {
 		t.Fatal("the set the write found gone is still in the table cache")
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
 	"tcs/ldapdir"
 	"tcs/smartset"
@@ -56,32 +55,19 @@ func (a *Agent) leave(ctx context.Context) error {
 		}
 		plan := smartset.Decide(a.v.snap, smartset.Options{Self: a.selfDN, HysteresisKm: a.opts.HysteresisKm, Leaving: true})
 		a.mu.Unlock()
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(a.opts.WriteConcurrency)
-		results := make(chan smartset.Set, len(plan.Handoffs))
-		for _, mv := range plan.Handoffs {
-			g.Go(func() error {
-				if !a.valid() {
-					results <- smartset.Set{}
-					return nil
-				}
-				got, ok := a.handOver(gctx, mv)
-				if !ok {
-					got = smartset.Set{}
-				}
-				results <- got
-				return nil
-			})
+		// One batch (transactions where the directory offers them),
+		// checked against the lease before each transaction is sent.
+		ps := make([]pending, len(plan.Handoffs))
+		for i, mv := range plan.Handoffs {
+			ps[i] = handoffOf(mv, smartset.ReasonLeave)
 		}
-		g.Wait()
-		close(results)
-		for got := range results {
-			if got.Name == "" {
+		for i, ok := range a.batch(ctx, ps) {
+			if !ok {
 				failed++
 				continue
 			}
 			moved++
-			if got.Owner != "" {
+			if got := ps[i].w.After(); got.Owner != "" {
 				handed[smartset.Key(got.Name)] = got
 			}
 		}
@@ -110,24 +96,6 @@ func (a *Agent) awaitValid(ctx context.Context) bool {
 		}
 	}
 	return true
-}
-
-// handOver writes one handoff of the leave and reports the set as written.
-func (a *Agent) handOver(ctx context.Context, mv smartset.Move) (smartset.Set, bool) {
-	var got smartset.Set
-	var err error
-	op := "transfer"
-	if mv.To == "" {
-		op = "release"
-		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
-	} else {
-		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
-	}
-	if !a.wrote(ctx, op, mv.Set, err) {
-		return smartset.Set{}, false
-	}
-	a.owned(mv.Set, got, smartset.ReasonLeave)
-	return got, true
 }
 
 // releaseHandedToTheDead clears the owner of the sets this leave handed to

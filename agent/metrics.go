@@ -15,6 +15,9 @@ type Metrics struct {
 	Fenced           prometheus.Gauge
 	WatchReconnects  prometheus.Counter
 	ReconcileSeconds prometheus.Histogram
+	// BatchTransactions counts RFC 5805 transactions of batched writes by
+	// result (committed, aborted: a lost race, nothing applied, retried).
+	BatchTransactions *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -50,6 +53,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tcs_reconcile_seconds", Help: "Time to decide and apply one reconcile.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}),
+		BatchTransactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcs_batch_transactions_total", Help: "RFC 5805 transactions of batched ownership writes, by result (committed, aborted).",
+		}, []string{"result"}),
 	}
 	// Every label value a dashboard may query exists from the start, at 0.
 	for _, reason := range []string{"orphan", "better-placed", "leave"} {
@@ -58,9 +64,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{"claim", "transfer", "release", "request", "clear"} {
 		m.CASConflicts.WithLabelValues(op)
 	}
+	for _, r := range []string{"committed", "aborted"} {
+		m.BatchTransactions.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.SetsOwned, m.OwnershipChanges, m.CASConflicts, m.Writes, m.LeaseRefresh,
-			m.LeaseFailures, m.Fenced, m.WatchReconnects, m.ReconcileSeconds)
+			m.LeaseFailures, m.Fenced, m.WatchReconnects, m.ReconcileSeconds, m.BatchTransactions)
 	}
 	return m
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
 	"tcs/ldapdir"
 	"tcs/smartset"
@@ -178,83 +177,24 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 	return out
 }
 
-// write performs the writes of one reconcile, several at a time.
+// write performs the writes of one reconcile as one batch (see batch.go):
+// orphan claims, handoffs answering release requests, rejected requests
+// and new release requests.
 func (a *Agent) write(ctx context.Context, claims []smartset.Set, plan smartset.Plan) {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(a.opts.WriteConcurrency)
+	ps := make([]pending, 0, len(claims)+len(plan.Handoffs)+len(plan.Rejects)+len(plan.Requests))
 	for _, s := range claims {
-		g.Go(func() error { a.claim(gctx, s); return nil })
+		ps = append(ps, claimOf(s, a.selfDN))
 	}
 	for _, mv := range plan.Handoffs {
-		g.Go(func() error { a.handoff(gctx, mv); return nil })
+		ps = append(ps, handoffOf(mv, mv.Reason))
 	}
 	for _, mv := range plan.Rejects {
-		g.Go(func() error { a.clearRequest(gctx, mv.Set); return nil })
+		ps = append(ps, clearOf(mv.Set))
 	}
 	for _, mv := range plan.Requests {
-		g.Go(func() error { a.request(gctx, mv.Set); return nil })
+		ps = append(ps, requestOf(mv.Set, a.selfDN))
 	}
-	g.Wait()
-}
-
-// claim takes an orphan.
-func (a *Agent) claim(ctx context.Context, s smartset.Set) {
-	if !a.valid() {
-		return
-	}
-	got, err := a.dir.Claim(ctx, s.Name, s.Epoch, a.selfDN)
-	if a.wrote(ctx, "claim", s, err) {
-		a.owned(s, got, smartset.ReasonOrphan)
-	}
-}
-
-// handoff transfers a set this agent owns (to "" releases it).
-func (a *Agent) handoff(ctx context.Context, mv smartset.Move) {
-	if !a.valid() {
-		return
-	}
-	var got smartset.Set
-	var err error
-	op := "transfer"
-	if mv.To == "" {
-		op = "release"
-		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
-	} else {
-		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
-	}
-	if a.wrote(ctx, op, mv.Set, err) {
-		a.owned(mv.Set, got, mv.Reason)
-	}
-}
-
-func (a *Agent) request(ctx context.Context, s smartset.Set) {
-	if !a.valid() {
-		return
-	}
-	err := a.dir.RequestRelease(ctx, s.Name, s.Epoch, a.selfDN)
-	if a.wrote(ctx, "request", s, err) {
-		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
-		s.ReleaseRequest = a.selfDN
-		a.mu.Lock()
-		a.v.putSet(s) // not an ownership change
-		a.requested[smartset.Key(s.Name)] = requested{epoch: s.Epoch, at: time.Now()}
-		a.mu.Unlock()
-	}
-}
-
-func (a *Agent) clearRequest(ctx context.Context, s smartset.Set) {
-	if !a.valid() {
-		return
-	}
-	err := a.dir.ClearRequest(ctx, s.Name, s.Epoch)
-	if a.wrote(ctx, "clear", s, err) {
-		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
-		s.ReleaseRequest = ""
-		a.mu.Lock()
-		changes := a.putSetLocked(s)
-		a.mu.Unlock()
-		a.notify(changes)
-	}
+	a.batch(ctx, ps)
 }
 
 // wrote counts a write and handles its failure: a conflict or a missing

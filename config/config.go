@@ -87,6 +87,13 @@ type Directory struct {
 	Watch string `toml:"watch"`
 	// PollInterval is the period of the WatchPoll fallback. Default 2s.
 	PollInterval Duration `toml:"poll_interval"`
+	// Transactions says how an agent writes many ownership changes at once:
+	// TxnAuto (default) in RFC 5805 transactions where the server's root
+	// DSE advertises them, else one by one; TxnOff always one by one.
+	Transactions string `toml:"transactions"`
+	// BatchSize (extension) bounds the modifies of one transaction, and so
+	// how long one commit holds the directory's writer. Default 500.
+	BatchSize int `toml:"batch_size"`
 	// StartTLS (extension) upgrades an ldap:// connection with StartTLS.
 	// Default false; not allowed with ldaps:// or ldapi://.
 	StartTLS bool `toml:"start_tls"`
@@ -119,6 +126,12 @@ type Directory struct {
 const (
 	WatchSyncrepl = "syncrepl"
 	WatchPoll     = "poll"
+)
+
+// Values of [Directory] Transactions.
+const (
+	TxnAuto = "auto"
+	TxnOff  = "off"
 )
 
 // Placement is the [placement] table (extension): how eagerly sets move.
@@ -215,6 +228,8 @@ func Default() Config {
 			RenewDeadline: Duration{defaultRenewDeadline(defaultLeaseTTL)},
 			Watch:         WatchSyncrepl,
 			PollInterval:  Duration{2 * time.Second},
+			Transactions:  TxnAuto,
+			BatchSize:     500,
 			Timeout:       Duration{5 * time.Second},
 		},
 		Placement: Placement{

@@ -23,6 +23,7 @@ bind_password_file = "secret.txt"   # or env TCS_BIND_PASSWORD; never logged
 lease_ttl = "5s"
 watch = "syncrepl"              # or "poll"
 poll_interval = "2s"
+transactions = "auto"           # RFC 5805 batches where offered; "off" = single writes
 `
 
 // baseFile is the smallest valid configuration, as tables of key = value in

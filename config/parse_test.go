@@ -100,6 +100,8 @@ func TestDefault(t *testing.T) {
 		{"[directory] renew_deadline", d.Directory.RenewDeadline.Duration, 3333 * time.Millisecond},
 		{"[directory] watch", d.Directory.Watch, "syncrepl"},
 		{"[directory] poll_interval", d.Directory.PollInterval.Duration, 2 * sec},
+		{"[directory] transactions", d.Directory.Transactions, "auto"},
+		{"[directory] batch_size", d.Directory.BatchSize, 500},
 		{"[directory] start_tls", d.Directory.StartTLS, false},
 		{"[directory] ca_file", d.Directory.CAFile, ""},
 		{"[directory] insecure_skip_verify", d.Directory.InsecureSkipVerify, false},
@@ -575,6 +577,16 @@ func TestParseErrors(t *testing.T) {
 			name: "watch unknown",
 			file: tomlFile(`directory.watch = "persist"`),
 			want: []string{`tcs.toml: [directory] watch: "persist" is neither "syncrepl" nor "poll"`},
+		},
+		{
+			name: "transactions unknown",
+			file: tomlFile(`directory.transactions = "on"`),
+			want: []string{`tcs.toml: [directory] transactions: "on" is neither "auto" nor "off"`},
+		},
+		{
+			name: "batch_size zero",
+			file: tomlFile(`directory.batch_size = 0`),
+			want: []string{"tcs.toml: [directory] batch_size: must be between 1 and 10000, not 0"},
 		},
 		{
 			name: "poll_interval zero",

@@ -163,6 +163,12 @@ func (d *Directory) check(p *problems, havePassword bool) {
 		p.add(t, "watch", "%q is neither %q nor %q", d.Watch, WatchSyncrepl, WatchPoll)
 	}
 	p.positive(t, "poll_interval", d.PollInterval)
+	if d.Transactions != TxnAuto && d.Transactions != TxnOff {
+		p.add(t, "transactions", "%q is neither %q nor %q", d.Transactions, TxnAuto, TxnOff)
+	}
+	if d.BatchSize < 1 || d.BatchSize > 10000 {
+		p.add(t, "batch_size", "must be between 1 and 10000, not %d", d.BatchSize)
+	}
 
 	if d.StartTLS && (scheme == "ldaps" || scheme == "ldapi") {
 		p.add(t, "start_tls", "true is not allowed with an %s:// url", scheme)

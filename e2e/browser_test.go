@@ -315,3 +315,99 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("the page was reloaded across the restart (marker %v, %v)", v, err)
 	}
 }
+
+// The page with 20,000 sets: within seconds of opening, the summary and
+// every location's counts are shown (the sets of a big location only on
+// demand), the filter finds one set among them, and an ownership change
+// shows up without a reload.
+func TestStatusPageAtScale(t *testing.T) {
+	const n = 20000
+	ctx := newBrowser(t)
+	s := newSwarm(t, 3*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s.srv.Apply(setsLDIF("big", n, "Texas", "California", "Japan"))
+	jp := s.start("tcs-japan-1", "Japan")
+	tx := s.start("tcs-texas-1", "Texas")
+	ca := s.start("tcs-california-1", "California")
+	s.eventually(3*time.Minute, "placement of 20,009 sets", placedAtHome(jp, tx, ca))
+
+	type domSummary struct {
+		Sets     string   `json:"sets"`
+		Optimal  string   `json:"optimal"`
+		Counts   []string `json:"counts"`   // per card: "<location>:<optimal>"
+		Expand   int      `json:"expand"`   // "show the sets" buttons
+		SetNodes int      `json:"setNodes"` // set buttons in the DOM
+	}
+	const jsSummary = `(function () {
+  var q = function (k) { var e = document.querySelector('#summary [data-count="' + k + '"]'); return e ? e.textContent : ''; };
+  return {sets: q('sets'), optimal: q('optimal'),
+          counts: Array.from(document.querySelectorAll('#locations [data-location]')).map(function (c) {
+            var o = c.querySelector('.card-counts [data-state="optimal"] dd');
+            return c.dataset.location + ':' + (o ? o.textContent : '');
+          }),
+          expand: document.querySelectorAll('#locations [data-expand]').length,
+          setNodes: document.querySelectorAll('#locations [data-set]').length};
+})()`
+	want := fmt.Sprint(n + 9)
+	summaryShown := func(d domSummary) error {
+		if d.Sets != want || d.Optimal != want || len(d.Counts) != 3 || d.Expand != 3 {
+			return fmt.Errorf("%+v, want %s sets, all optimal, three cards with counts and a button for their sets", d, want)
+		}
+		return nil
+	}
+	// Cold: the first viewer starts the page's directory watch, which
+	// reads every set first.
+	opened := time.Now()
+	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Navigate(ca.url()+"/")); err != nil {
+		t.Fatalf("open %s: %v", ca.url(), err)
+	}
+	waitPage(t, ctx, 60*time.Second, "the summary of 20,009 sets", jsSummary, summaryShown)
+	cold := time.Since(opened)
+	// Warm: opened again while the watch runs (it lingers after the last
+	// viewer), what a user reloading or a second viewer sees.
+	opened = time.Now()
+	if _, err := inBrowser(ctx, 30*time.Second, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := waitPage(t, ctx, 60*time.Second, "the summary of 20,009 sets after a reload", jsSummary, summaryShown)
+	summaryAt := time.Since(opened)
+	if sum.SetNodes > 0 {
+		t.Errorf("%d sets in the DOM before any was asked for", sum.SetNodes)
+	}
+	for _, c := range sum.Counts {
+		if !strings.HasSuffix(c, fmt.Sprint(n/3+3)) && !strings.HasSuffix(c, fmt.Sprint(n/3+4)) {
+			t.Errorf("card counts %q, want about %d optimal", c, n/3)
+		}
+	}
+	// The filter finds one set among 20,009.
+	const name = "big-012345" // 12345 % 3 == 0: Texas
+	if _, err := inBrowser(ctx, 10*time.Second, chromedp.SendKeys("#filter", name)); err != nil {
+		t.Fatal(err)
+	}
+	sets, _ := waitPage(t, ctx, 30*time.Second, "the filter shows "+name, jsReadSets, func(sets []domSet) error {
+		if len(sets) != 1 || sets[0].Set != name || sets[0].Location != "Texas" || sets[0].Owner != tx.name {
+			return fmt.Errorf("%+v, want %s alone, in Texas, owned by %s", sets, name, tx.name)
+		}
+		return nil
+	})
+	usable := time.Since(opened)
+	t.Logf("20,009 sets: cold (the page's watch reads every set first): summary shown %v after opening; "+
+		"warm: summary shown %v, filter answered %v after opening (target 2s)",
+		cold.Round(time.Millisecond), summaryAt.Round(time.Millisecond), usable.Round(time.Millisecond))
+
+	// An ownership change arrives live: a marker set in the page survives.
+	if _, err := inBrowser(ctx, 5*time.Second, chromedp.Evaluate[int](`window.tcsNoReload = 1`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.dir.Transfer(context.Background(), name, sets[0].Epoch, jp.dn()); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, 30*time.Second, "the transfer of "+name+" on the page", jsReadSets, func(got []domSet) error {
+		if len(got) != 1 || got[0].Epoch <= sets[0].Epoch {
+			return fmt.Errorf("%+v, want %s past epoch %d", got, name, sets[0].Epoch)
+		}
+		return nil
+	})
+	if v, err := inBrowser(ctx, 5*time.Second, chromedp.Evaluate[int](`window.tcsNoReload || 0`)); err != nil || v != 1 {
+		t.Errorf("the page was reloaded (marker %d, %v)", v, err)
+	}
+}

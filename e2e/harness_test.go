@@ -51,6 +51,9 @@ type swarm struct {
 	dir *ldapdir.Dir
 	tmp string
 	ttl time.Duration
+	// directory is added to the [directory] table of every agent started
+	// after it is set (e.g. `transactions = "off"`).
+	directory string
 
 	mu       sync.Mutex
 	agents   map[string]*agentProc
@@ -142,11 +145,12 @@ base_dn = %q
 bind_dn = %q
 bind_password_file = %q
 lease_ttl = "%ds"
+%s
 
 [log]
 level = "debug"
 %s
-`, name, location, port, port, s.srv.URL, s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second), strings.Join(extra, "\n"))
+`, name, location, port, port, s.srv.URL, s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second), s.directory, strings.Join(extra, "\n"))
 		if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 			s.t.Fatal(err)
 		}

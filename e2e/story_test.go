@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -11,10 +12,23 @@ import (
 	"tcs/smartset"
 )
 
-// The patent's story (Figures 4–7) with three agents and a 2 s lease.
-func TestPatentStory(t *testing.T) {
+// The patent's story (Figures 4–7) with three agents and a 2 s lease,
+// ownership changes written in RFC 5805 transactions.
+func TestPatentStory(t *testing.T) { patentStory(t, "auto") }
+
+// The same story with `[directory] transactions = "off"`: every write a
+// single compare-and-swap, as on a server without transactions.
+func TestPatentStoryWithoutTransactions(t *testing.T) { patentStory(t, "off") }
+
+func patentStory(t *testing.T, transactions string) {
 	const ttl = 2 * time.Second
-	s := newSwarm(t, ttl, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s := newSwarm(t, ttl, ldaptest.WithLDIF("testdata/ldif/example.ldif"), ldaptest.WithDebug("256"))
+	s.directory = fmt.Sprintf("transactions = %q", transactions)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- slapd ----\n%s", tail(s.srv.Log(), 40))
+		}
+	})
 	hist := s.record()
 
 	// All three start: each ends owning exactly its own location's sets.
@@ -109,4 +123,15 @@ func TestPatentStory(t *testing.T) {
 		t.Errorf("California logged %d leave handoffs, owned %d sets", len(ca.logLines(t, "reason=leave")), len(caSets))
 	}
 	hist.check(t)
+
+	// The writes went the configured way: transactions (Start Transaction
+	// extended operations in slapd's stats log) only with "auto".
+	txns := strings.Count(s.srv.Log(), "EXT oid=1.3.6.1.1.21.1")
+	if transactions == "off" && txns != 0 {
+		t.Errorf("transactions = off, yet slapd saw %d Start Transaction operations", txns)
+	}
+	if transactions == "auto" && txns == 0 {
+		t.Errorf("transactions = auto, yet slapd saw no Start Transaction operation")
+	}
+	t.Logf("transactions = %s: %d transactions", transactions, txns)
 }

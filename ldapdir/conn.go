@@ -35,7 +35,12 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between redials
 	// (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 logrus.FieldLogger
+	// Transactions: TxnAuto (default) writes batches in RFC 5805
+	// transactions where the server offers them; TxnOff writes one by one.
+	Transactions TxnMode
+	// BatchSize bounds the modifies of one transaction (DefaultBatchSize).
+	BatchSize int
+	Logger    logrus.FieldLogger
 }
 
 func (c *Config) fill() error {
@@ -47,6 +52,15 @@ func (c *Config) fill() error {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Transactions == "" {
+		c.Transactions = TxnAuto
+	}
+	if err := CheckTxnMode(string(c.Transactions)); err != nil {
+		return err
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Logger == nil {
 		l := logrus.New()
@@ -193,6 +207,11 @@ type Dir struct {
 	backoff backoff
 	retryAt time.Time // no dial before this, after a failed one
 	lastErr error     // why the last dial failed
+
+	batchMu  sync.Mutex // one transaction at a time on the batch connection
+	batch    *Dir       // the batch connection (see batchDir), under mu
+	txnKnown bool       // the root DSE was read: txnOK is the answer
+	txnOK    bool
 }
 
 // Open checks cfg and returns a Dir. It does not dial: the first operation
@@ -233,6 +252,9 @@ func (d *Dir) Close() error {
 	if d.conn != nil {
 		d.conn.Close()
 		d.conn = nil
+	}
+	if d.batch != nil {
+		d.batch.Close()
 	}
 	return nil
 }

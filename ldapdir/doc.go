@@ -14,6 +14,16 @@
 //     directory, not the side effects of a stale owner elsewhere (a stale
 //     owner may still serve a table until it learns of its loss); that is
 //     what the epoch in every HTTP answer and the lease self-fencing are for.
+//   - batches: WriteBatch sends many of those compare-and-swaps at once.
+//     Where the root DSE advertises RFC 5805 transactions (slapd 2.5 with
+//     back-mdb), they go in transactions of at most BatchSize modifies on a
+//     connection of their own, pipelined: one LMDB write transaction and
+//     one fsync per batch, each modify still under its own assertion. A
+//     transaction is all-or-nothing: when one assertion fails, the end
+//     operation answers 122 and nothing is applied; the batch re-reads its
+//     sets, reports the ones whose epoch moved as ErrConflict and retries
+//     the rest. A batch is therefore exactly as safe as its writes one by
+//     one, and a conflict costs a re-read, never a wrong write.
 //   - leases: an agent's tcsService entry is an RFC 2589 dynamicObject whose
 //     TTL the agent refreshes with the Refresh extended operation; when the
 //     refreshes stop, the server deletes the entry and every watcher sees

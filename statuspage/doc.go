@@ -5,8 +5,13 @@
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary: no
 // build step, no framework, nothing fetched from elsewhere. Its data comes
-// from two routes: GET /ui/state, the state as JSON, and GET /ui/events, the
-// same JSON pushed as Server-Sent Events after every change. Clicking a set
+// from two routes: GET /ui/state, the state as JSON, and GET /ui/events,
+// Server-Sent Events: the whole state once ("state"), then after every
+// change only what changed ("delta": the small parts whole — summary,
+// locations with their agents and counts by state — and of the sets only
+// the changed and removed ones). A viewer that fell behind gets the whole
+// state again. The script shows each location's counts first and the sets
+// of a big location on demand, a page at a time. Clicking a set
 // fetches its table from the HTTP API (/v1/smartsets/{name}), following the
 // redirect to the owner.
 //

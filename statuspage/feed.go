@@ -21,9 +21,18 @@ var (
 var errClosed = errors.New("statuspage: closed")
 
 // subscriber is one open /ui/events stream. ch holds at most the newest
-// state not yet sent: a slow reader skips intermediate ones.
+// item not yet sent: a slow reader skips intermediate ones (and then gets
+// the whole state instead of a delta).
 type subscriber struct {
-	ch chan []byte
+	ch chan *item
+}
+
+// item is one published state: its sequence number, the whole state JSON
+// and the delta JSON from the state before (nil for the first).
+type item struct {
+	seq   uint64
+	full  []byte
+	delta []byte
 }
 
 // feed is one running directory watch and the goroutine that turns its
@@ -47,7 +56,7 @@ func (p *Page) subscribe() (*subscriber, error) {
 	if p.closed {
 		return nil, errClosed
 	}
-	sub := &subscriber{ch: make(chan []byte, 1)}
+	sub := &subscriber{ch: make(chan *item, 1)}
 	p.subs[sub] = struct{}{}
 	p.streams.Add(1)
 	p.lingerGen++
@@ -62,8 +71,8 @@ func (p *Page) subscribe() (*subscriber, error) {
 		p.log.Debug("status page: a viewer arrived; watching the directory")
 		go p.run(ctx, f)
 	}
-	if p.latest != nil {
-		sub.ch <- p.latest
+	if p.latestItem != nil {
+		sub.ch <- p.latestItem
 	}
 	return sub, nil
 }
@@ -92,7 +101,7 @@ func (p *Page) stopIdle(gen int) {
 		return
 	}
 	f := p.feed
-	p.feed, p.latest, p.lingerStop = nil, nil, nil
+	p.feed, p.latest, p.latestItem, p.lingerStop = nil, nil, nil, nil
 	p.mu.Unlock()
 	p.log.Debug("status page: no viewer left; the directory watch stops")
 	f.stop()
@@ -105,23 +114,23 @@ func (p *Page) watching() bool {
 	return p.feed != nil
 }
 
-// publish makes b the current state of feed f and hands it to every
+// publish makes it the current state of feed f and hands it to every
 // subscriber, replacing a state a subscriber has not taken yet. A feed
 // that was stopped publishes nothing.
-func (p *Page) publish(f *feed, b []byte) {
+func (p *Page) publish(f *feed, it *item) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.feed != f {
 		return
 	}
-	p.latest = b
+	p.latest, p.latestItem = it.full, it
 	if p.changed != nil { // wake the blocking reads of the list (changes.go)
 		close(p.changed)
 		p.changed = nil
 	}
 	for sub := range p.subs {
 		select {
-		case sub.ch <- b:
+		case sub.ch <- it:
 			continue
 		default:
 		}
@@ -129,7 +138,7 @@ func (p *Page) publish(f *feed, b []byte) {
 		case <-sub.ch:
 		default:
 		}
-		sub.ch <- b // only publish sends, under p.mu: there is room now
+		sub.ch <- it // only publish sends, under p.mu: there is room now
 	}
 }
 
@@ -146,9 +155,11 @@ func (p *Page) run(ctx context.Context, f *feed) {
 	var (
 		m         = newModel()
 		connected bool
-		last      []byte        // the last published state without its time, to skip repeats
-		cost      time.Duration // how long the last state took to compute
-		pending   *time.Timer   // armed by the first change after a publish
+		seq       uint64             // of the last published state
+		lastMeta  []byte             // its JSON without sets and time, to skip repeats
+		lastSets  map[string]setView // its sets by name, for the next delta
+		cost      time.Duration      // how long the last state took to compute
+		pending   *time.Timer        // armed by the first change after a publish
 		pendingC  <-chan time.Time
 		syncWait  = time.NewTimer(p.syncWait)
 	)
@@ -160,15 +171,26 @@ func (p *Page) run(ctx context.Context, f *feed) {
 		}
 		start := time.Now()
 		st := build(p.agent, m.snap, connected, time.Time{})
-		key, _ := json.Marshal(st) // cannot fail: strings, numbers, a time
-		if bytes.Equal(key, last) {
+		sets := setsByName(st)
+		d := delta{Agent: st.Agent, Connected: connected, Summary: st.Summary, Locations: metaOf(st.Locations)}
+		meta, _ := json.Marshal(d) // cannot fail: strings, numbers, a time
+		d.Upserts, d.Removed = diff(lastSets, sets)
+		if lastSets != nil && len(d.Upserts) == 0 && len(d.Removed) == 0 && bytes.Equal(meta, lastMeta) {
 			return // nothing a viewer can see changed (e.g. a lease refresh)
 		}
-		last = key
-		st.Generated = time.Now().UTC()
-		b, _ := json.Marshal(st)
+		first := lastSets == nil
+		lastMeta, lastSets = meta, sets
+		seq++
+		now := time.Now().UTC()
+		st.Seq, st.Generated = seq, now
+		it := &item{seq: seq}
+		it.full, _ = json.Marshal(st)
+		if !first {
+			d.Seq, d.Generated = seq, now
+			it.delta, _ = json.Marshal(d)
+		}
 		cost = time.Since(start)
-		p.publish(f, b)
+		p.publish(f, it)
 	}
 	for {
 		select {
@@ -181,7 +203,7 @@ func (p *Page) run(ctx context.Context, f *feed) {
 				emit()
 				p.mu.Lock()
 				if p.feed == f { // the next viewer starts a new one
-					p.feed, p.latest = nil, nil
+					p.feed, p.latest, p.latestItem = nil, nil, nil
 				}
 				p.mu.Unlock()
 				return
@@ -212,7 +234,7 @@ func (p *Page) run(ctx context.Context, f *feed) {
 			pending, pendingC = nil, nil
 			emit()
 		case <-syncWait.C:
-			if last == nil {
+			if lastSets == nil {
 				emit() // the directory is slow or down: say so
 			}
 		}

@@ -53,6 +53,7 @@ type Page struct {
 	subs       map[*subscriber]struct{}
 	feed       *feed       // the running watch, nil when none
 	latest     []byte      // the feed's last state JSON, nil until its first
+	latestItem *item       // the same with its sequence number and delta
 	lingerStop *time.Timer // stops the feed when no viewer came back
 	lingerGen  int         // invalidates a linger timer that fired late
 	streams    sync.WaitGroup
@@ -123,7 +124,7 @@ func (p *Page) Close() {
 			p.lingerStop = nil
 		}
 		f := p.feed
-		p.feed, p.latest = nil, nil
+		p.feed, p.latest, p.latestItem = nil, nil, nil
 		if p.changed != nil {
 			close(p.changed) // waiting blocking reads answer
 			p.changed = nil

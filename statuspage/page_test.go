@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +265,67 @@ func nextState(t *testing.T, events <-chan sseEvent, within time.Duration, heart
 	}
 }
 
+// nextDelta waits for the "delta" event that follows prev and returns prev
+// with the delta applied, as the page's script applies it.
+func nextDelta(t *testing.T, events <-chan sseEvent, within time.Duration, prev state) (state, delta) {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the stream ended")
+			}
+			if ev.name == "comment" {
+				continue
+			}
+			if ev.name != "delta" {
+				t.Fatalf("event %q, want a delta after state %d", ev.name, prev.Seq)
+			}
+			var d delta
+			if err := json.Unmarshal([]byte(ev.data), &d); err != nil {
+				t.Fatalf("delta event: %v\n%s", err, ev.data)
+			}
+			if d.Seq != prev.Seq+1 {
+				t.Fatalf("delta %d after state %d", d.Seq, prev.Seq)
+			}
+			return applyDelta(prev, d), d
+		case <-timeout:
+			t.Fatalf("no delta event within %v", within)
+		}
+	}
+}
+
+func applyDelta(prev state, d delta) state {
+	sets := setsByName(prev)
+	for _, s := range d.Upserts {
+		sets[s.Name] = s
+	}
+	for _, n := range d.Removed {
+		delete(sets, n)
+	}
+	st := state{Seq: d.Seq, Agent: d.Agent, Generated: d.Generated, Connected: d.Connected, Summary: d.Summary}
+	idx, unlisted := map[string]int{}, -1
+	for i, l := range d.Locations {
+		st.Locations = append(st.Locations, locationView{Name: l.Name, Coordinates: l.Coordinates, Unlisted: l.Unlisted,
+			Agents: l.Agents, Counts: l.Counts, Sets: []setView{}})
+		if l.Unlisted {
+			unlisted = i
+		} else {
+			idx[strings.ToLower(l.Name)] = i
+		}
+	}
+	names := slices.Sorted(maps.Keys(sets))
+	for _, n := range names {
+		i, ok := idx[strings.ToLower(sets[n].Location)]
+		if !ok || sets[n].Location == "" {
+			i = unlisted
+		}
+		st.Locations[i].Sets = append(st.Locations[i].Sets, sets[n])
+	}
+	return st
+}
+
 // /ui/events sends the state at once, keeps the stream open past the
 // server's read and write timeouts with heartbeats, and sends a new state
 // soon after a directory change.
@@ -271,7 +335,8 @@ func TestEventsFollowTheDirectory(t *testing.T) {
 	p.heartbeat = 100 * time.Millisecond
 	events, _ := stream(t, hs.URL)
 	start := time.Now()
-	checkExampleState(t, nextState(t, events, 5*time.Second, nil))
+	first := nextState(t, events, 5*time.Second, nil)
+	checkExampleState(t, first)
 	t.Logf("first state %v after connecting", time.Since(start).Round(time.Millisecond))
 
 	// Outlive the server's 300 ms timeouts; the heartbeats keep coming.
@@ -293,8 +358,8 @@ func TestEventsFollowTheDirectory(t *testing.T) {
 			}
 			if ev.name == "comment" && ev.data == "heartbeat" {
 				beats++
-			} else if ev.name == "state" {
-				t.Errorf("a state event without a change: %s", ev.data)
+			} else if ev.name == "state" || ev.name == "delta" {
+				t.Errorf("a %s event without a change: %s", ev.name, ev.data)
 			}
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -308,8 +373,15 @@ func TestEventsFollowTheDirectory(t *testing.T) {
 	changed := time.Now()
 	f.srv.Apply("dn: cn=california-routers,ou=smartsets,dc=example,dc=org\nchangetype: modify\n" +
 		"replace: owner\nowner: cn=tcs-texas-1,ou=services,dc=example,dc=org\n-\nreplace: tcsEpoch\ntcsEpoch: 1\n")
-	st := nextState(t, events, 5*time.Second, nil)
+	st, d := nextDelta(t, events, 5*time.Second, first)
 	t.Logf("new state %v after the change", time.Since(changed).Round(time.Millisecond))
+	// Only what changed travels, and it adds up to the whole state.
+	if len(d.Upserts) != 1 || d.Upserts[0].Name != "california-routers" || len(d.Removed) != 0 {
+		t.Errorf("the delta of one claim: %d upserts %+v, %d removed", len(d.Upserts), d.Upserts, len(d.Removed))
+	}
+	if whole := getState(t, hs.URL); !reflect.DeepEqual(whole, st) {
+		t.Errorf("the first state plus the delta:\n%+v\nthe whole state:\n%+v", st, whole)
+	}
 	got := setsOf(t, st)["california-routers"]
 	if got.Owner != "tcs-texas-1" || got.OwnerLocation != "Texas" || got.Epoch != 1 || got.State != smartset.StateOptimal {
 		t.Errorf("california-routers after the change: %+v", got)
@@ -324,7 +396,7 @@ func TestEventsFollowTheDirectory(t *testing.T) {
 
 	// A service dies: its sets turn orphaned.
 	f.srv.Apply("dn: cn=tcs-texas-1,ou=services,dc=example,dc=org\nchangetype: delete\n")
-	st = nextState(t, events, 5*time.Second, nil)
+	st, _ = nextDelta(t, events, 5*time.Second, st)
 	if got := setsOf(t, st)["texas-routers"]; got.State != smartset.StateOrphaned || got.Owner != "tcs-texas-1" || got.OwnerLocation != "" {
 		t.Errorf("texas-routers after its owner's entry went: %+v", got)
 	}
@@ -529,18 +601,18 @@ func TestSlowSubscriberSkipsStates(t *testing.T) {
 	p := New(Options{Agent: "a"})
 	f := &feed{}
 	p.feed = f
-	slow, fast := &subscriber{ch: make(chan []byte, 1)}, &subscriber{ch: make(chan []byte, 1)}
+	slow, fast := &subscriber{ch: make(chan *item, 1)}, &subscriber{ch: make(chan *item, 1)}
 	p.subs[slow], p.subs[fast] = struct{}{}, struct{}{}
 	for i := range 3 {
-		p.publish(f, []byte{byte('0' + i)})
-		if got := string(<-fast.ch); got != fmt.Sprint(i) {
+		p.publish(f, &item{seq: uint64(i + 1), full: []byte{byte('0' + i)}})
+		if got := string((<-fast.ch).full); got != fmt.Sprint(i) {
 			t.Errorf("fast subscriber got %q, want %d", got, i)
 		}
 	}
-	if got := string(<-slow.ch); got != "2" {
-		t.Errorf("slow subscriber got %q, want the newest state 2", got)
+	if got := <-slow.ch; string(got.full) != "2" || got.seq != 3 {
+		t.Errorf("slow subscriber got %q (seq %d), want the newest state 2 (seq 3)", got.full, got.seq)
 	}
-	p.publish(&feed{}, []byte("stale feed")) // a stopped feed publishes nothing
+	p.publish(&feed{}, &item{seq: 9, full: []byte("stale feed")}) // a stopped feed publishes nothing
 	if len(fast.ch) != 0 || string(p.latest) != "2" {
 		t.Errorf("a stopped feed's state was published: latest %q", p.latest)
 	}

@@ -12,6 +12,9 @@ import (
 
 // state is the JSON of GET /ui/state and of every "state" event.
 type state struct {
+	// Seq numbers the states of one feed (1, 2, ...): a "delta" event
+	// with Seq n applies to the state with Seq n-1. 0 in a one-off read.
+	Seq       uint64         `json:"seq"`
 	Agent     string         `json:"agent"`
 	Generated time.Time      `json:"generated"` // RFC 3339 with nanoseconds
 	Connected bool           `json:"connected"` // the directory view is current
@@ -26,7 +29,97 @@ type locationView struct {
 	Coordinates string      `json:"coordinates"` // "lat,lon", "" when unknown
 	Unlisted    bool        `json:"unlisted,omitempty"`
 	Agents      []agentView `json:"agents"`
+	Counts      counts      `json:"counts"` // its sets by state: the summary a big card shows first
 	Sets        []setView   `json:"sets"`
+}
+
+// counts are a location's sets by state.
+type counts struct {
+	Sets       int `json:"sets"`
+	Optimal    int `json:"optimal"`
+	NonOptimal int `json:"non_optimal"`
+	Pending    int `json:"pending"`
+	Orphaned   int `json:"orphaned"`
+}
+
+func (c *counts) add(state string) {
+	c.Sets++
+	switch state {
+	case smartset.StateOptimal:
+		c.Optimal++
+	case smartset.StateNonOptimal:
+		c.NonOptimal++
+	case smartset.StatePending:
+		c.Pending++
+	case smartset.StateOrphaned:
+		c.Orphaned++
+	}
+}
+
+// delta is the JSON of a "delta" event: what changed since the state with
+// Seq-1. Everything but the sets is small and comes whole (locations
+// without their sets); of the sets only the changed and the removed come,
+// so a change of one set among 100,000 sends one set, not 100,000.
+type delta struct {
+	Seq       uint64         `json:"seq"`
+	Agent     string         `json:"agent"`
+	Generated time.Time      `json:"generated"`
+	Connected bool           `json:"connected"`
+	Summary   summary        `json:"summary"`
+	Locations []locationMeta `json:"locations"`
+	Upserts   []setView      `json:"upserts"` // added or changed
+	Removed   []string       `json:"removed"` // names of sets gone
+}
+
+// locationMeta is a locationView without its sets.
+type locationMeta struct {
+	Name        string      `json:"name"`
+	Coordinates string      `json:"coordinates"`
+	Unlisted    bool        `json:"unlisted,omitempty"`
+	Agents      []agentView `json:"agents"`
+	Counts      counts      `json:"counts"`
+}
+
+func metaOf(ls []locationView) []locationMeta {
+	out := make([]locationMeta, len(ls))
+	for i, l := range ls {
+		out[i] = locationMeta{Name: l.Name, Coordinates: l.Coordinates, Unlisted: l.Unlisted, Agents: l.Agents, Counts: l.Counts}
+	}
+	return out
+}
+
+// diff returns the sets of cur that are new or changed since prev (both
+// keyed by name) and the names of prev's sets that are gone, in name order.
+func diff(prev, cur map[string]setView) (upserts []setView, removed []string) {
+	upserts, removed = []setView{}, []string{}
+	for k, v := range cur {
+		if old, ok := prev[k]; !ok || old != v {
+			upserts = append(upserts, v)
+		}
+	}
+	for k := range prev {
+		if _, ok := cur[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	slices.SortFunc(upserts, func(a, b setView) int { return strings.Compare(a.Name, b.Name) })
+	slices.Sort(removed)
+	return upserts, removed
+}
+
+// setsByName indexes the sets of st by name.
+func setsByName(st state) map[string]setView {
+	n := 0
+	for _, l := range st.Locations {
+		n += len(l.Sets)
+	}
+	m := make(map[string]setView, n)
+	for _, l := range st.Locations {
+		for _, s := range l.Sets {
+			m[s.Name] = s
+		}
+	}
+	return m
 }
 
 type agentView struct {
@@ -103,6 +196,7 @@ func build(agent string, snap *smartset.Snapshot, connected bool, now time.Time)
 		}
 		g := group(set.Location)
 		g.Sets = append(g.Sets, v)
+		g.Counts.add(v.State)
 	}
 	st.Summary.Sets = len(snap.Sets)
 	st.Summary.Agents = len(snap.Services)

@@ -54,12 +54,22 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	heartbeat := time.NewTicker(p.heartbeat)
 	defer heartbeat.Stop()
+	var sent uint64 // seq of the last state this viewer has
 	for {
 		select {
-		case b := <-sub.ch:
-			if !write(eventState, b, eventEnd) {
+		case it := <-sub.ch:
+			// The next state after the one the viewer has: only what
+			// changed. Otherwise (first, or skipped states) the whole.
+			ok := false
+			if it.delta != nil && sent != 0 && it.seq == sent+1 {
+				ok = write(eventDelta, it.delta, eventEnd)
+			} else {
+				ok = write(eventState, it.full, eventEnd)
+			}
+			if !ok {
 				return
 			}
+			sent = it.seq
 		case <-heartbeat.C:
 			if !write(comment) {
 				return
@@ -76,6 +86,7 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 var (
 	eventState = []byte("event: state\ndata: ")
+	eventDelta = []byte("event: delta\ndata: ")
 	eventEnd   = []byte("\n\n")
 	comment    = []byte(": heartbeat\n\n")
 )

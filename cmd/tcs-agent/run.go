@@ -245,6 +245,8 @@ func openDir(cfg *config.Config, log logrus.FieldLogger) (*ldapdir.Dir, error) {
 		StartTLS:     d.StartTLS,
 		TLS:          tlsCfg,
 		Timeout:      d.Timeout.Duration,
+		Transactions: ldapdir.TxnMode(d.Transactions),
+		BatchSize:    d.BatchSize,
 		Logger:       log,
 	})
 }

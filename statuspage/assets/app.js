@@ -9,9 +9,17 @@
     'pending-handoff': { label: 'pending handoff', symbol: '⇄' },
     'orphaned': { label: 'orphaned', symbol: '✕' }
   };
-  var MAX_SETS_PER_CARD = 300; // beyond this, narrow with the filter
+  var AUTO_OPEN = 50; // a location with more sets shows its counts first, its sets on demand
+  var PAGE = 200;      // sets shown at a time in an open location
 
-  var current = null;    // the last state received
+  // The state is kept as the server sends it, except the sets: the first
+  // "state" event brings them all, each "delta" event only the changed and
+  // the removed ones, so a change among 100,000 sets costs one set.
+  var current = null;    // the last state received, without its sets
+  var sets = new Map();  // set name -> set
+  var byCard = null;     // card key -> its sets sorted by name; null = regroup
+  var expanded = {};     // card key -> true when its sets were asked for
+  var limit = {};        // card key -> how many of its sets are shown
   var streamOpen = false;
   var source = null;
   var filter = '';
@@ -45,7 +53,28 @@
       var st;
       try { st = JSON.parse(ev.data); } catch (e) { return; }
       streamOpen = true;
+      sets = new Map();
+      var locs = st.locations || [];
+      for (var i = 0; i < locs.length; i++) {
+        var ls = locs[i].sets || [];
+        for (var j = 0; j < ls.length; j++) { sets.set(ls[j].name, ls[j]); }
+        delete locs[i].sets;
+      }
+      byCard = null;
       render(st);
+    });
+    source.addEventListener('delta', function (ev) {
+      var d;
+      try { d = JSON.parse(ev.data); } catch (e) { return; }
+      // The server sends a delta only right after the state it applies to.
+      if (!current || d.seq !== current.seq + 1) { return; }
+      streamOpen = true;
+      var up = d.upserts || [], gone = d.removed || [];
+      for (var i = 0; i < up.length; i++) { sets.set(up[i].name, up[i]); }
+      for (var j = 0; j < gone.length; j++) { sets.delete(gone[j]); }
+      if (up.length || gone.length) { byCard = null; }
+      render({ seq: d.seq, agent: d.agent, generated: d.generated, connected: d.connected,
+        summary: d.summary, locations: d.locations });
     });
     source.addEventListener('error', function () {
       streamOpen = false;
@@ -96,6 +125,7 @@
     var main = $('locations');
     var frag = document.createDocumentFragment();
     var locs = st.locations || [];
+    group(locs);
     for (var j = 0; j < locs.length; j++) {
       frag.appendChild(card(locs[j], st.agent));
     }
@@ -110,7 +140,30 @@
     refreshPanel();
   }
 
+  function cardKey(loc) { return loc.unlisted ? '\u0000unlisted' : String(loc.name).toLowerCase(); }
+
+  // group sorts the sets into the cards (by location, as the server does)
+  // when they changed since the last time.
+  function group(locs) {
+    if (byCard) { return; }
+    byCard = {};
+    var unlisted = null;
+    for (var i = 0; i < locs.length; i++) {
+      byCard[cardKey(locs[i])] = [];
+      if (locs[i].unlisted) { unlisted = cardKey(locs[i]); }
+    }
+    sets.forEach(function (s) {
+      var k = s.location ? String(s.location).toLowerCase() : null;
+      var list = (k !== null && byCard[k]) || (unlisted !== null ? byCard[unlisted] : null);
+      if (list) { list.push(s); }
+    });
+    Object.keys(byCard).forEach(function (k) {
+      byCard[k].sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; });
+    });
+  }
+
   function card(loc, self) {
+    var key = cardKey(loc);
     var c = el('section', 'card' + (loc.unlisted ? ' unlisted' : ''));
     c.dataset.location = loc.name;
     var head = el('div', 'card-head');
@@ -134,26 +187,60 @@
       c.appendChild(ul);
     }
 
-    var sets = loc.sets || [];
-    var shown = sets.filter(matches);
-    var title = sets.length === 1 ? '1 SmartSet' : sets.length + ' SmartSets';
+    var list = (byCard && byCard[key]) || [];
+    var shown = filter ? list.filter(matches) : list;
+    var title = list.length === 1 ? '1 SmartSet' : list.length + ' SmartSets';
     if (filter) { title += ' (' + shown.length + ' match)'; }
     c.appendChild(el('h3', null, title));
+    c.appendChild(countsOf(loc.counts));
+    var open = filter ? true : (expanded[key] || list.length <= AUTO_OPEN);
     if (shown.length === 0) {
-      c.appendChild(el('p', 'none', sets.length ? 'none matches the filter' : 'no SmartSet here'));
+      c.appendChild(el('p', 'none', list.length ? 'none matches the filter' : 'no SmartSet here'));
+    } else if (!open) {
+      var more = el('button', 'more', 'Show the ' + list.length + ' SmartSets');
+      more.type = 'button';
+      more.dataset.expand = key;
+      more.addEventListener('click', function () { expanded[key] = true; render(current); });
+      c.appendChild(more);
     } else {
-      var list = el('ul', 'sets');
-      for (var k = 0; k < shown.length && k < MAX_SETS_PER_CARD; k++) {
+      var n = Math.min(shown.length, limit[key] || PAGE);
+      var sl = el('ul', 'sets');
+      for (var k = 0; k < n; k++) {
         var li = el('li');
         li.appendChild(setItem(shown[k], loc.unlisted));
-        list.appendChild(li);
+        sl.appendChild(li);
       }
-      if (shown.length > MAX_SETS_PER_CARD) {
-        list.appendChild(el('li', 'more', '… and ' + (shown.length - MAX_SETS_PER_CARD) + ' more: narrow them with the filter'));
+      c.appendChild(sl);
+      if (shown.length > n) {
+        var next = el('button', 'more', 'Show ' + Math.min(PAGE, shown.length - n) + ' more (' + (shown.length - n) + ' not shown)');
+        next.type = 'button';
+        next.dataset.more = key;
+        next.addEventListener('click', function () { limit[key] = n + PAGE; render(current); });
+        c.appendChild(next);
       }
-      c.appendChild(list);
+      if (expanded[key] && !filter && list.length > AUTO_OPEN) {
+        var hide = el('button', 'more', 'Hide the sets');
+        hide.type = 'button';
+        hide.addEventListener('click', function () { expanded[key] = false; limit[key] = 0; render(current); });
+        c.appendChild(hide);
+      }
     }
     return c;
+  }
+
+  // countsOf is the card's summary: its sets by state.
+  function countsOf(n) {
+    n = n || {};
+    var dl = el('dl', 'card-counts');
+    var rows = [['optimal', n.optimal], ['non-optimal', n.non_optimal], ['pending-handoff', n.pending], ['orphaned', n.orphaned]];
+    for (var i = 0; i < rows.length; i++) {
+      var d = el('div', 'state-' + rows[i][0]);
+      d.dataset.state = rows[i][0];
+      d.appendChild(el('dt', 'badge', STATES[rows[i][0]].symbol + ' ' + STATES[rows[i][0]].label));
+      d.appendChild(el('dd', null, rows[i][1] || 0));
+      dl.appendChild(d);
+    }
+    return dl;
   }
 
   function agentItem(a, self, unlisted) {
@@ -224,14 +311,7 @@
   }
 
   function findInState(name) {
-    var locs = (current && current.locations) || [];
-    for (var i = 0; i < locs.length; i++) {
-      var sets = locs[i].sets || [];
-      for (var j = 0; j < sets.length; j++) {
-        if (sets[j].name === name) { return sets[j]; }
-      }
-    }
-    return null;
+    return sets.get(name) || null;
   }
 
   // ---- the table panel -------------------------------------------------

@@ -1,0 +1,339 @@
+package ldapdir_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// addSets adds n sets prefix-00000.. owned by owner at epoch (owner "" and
+// epoch 0: never owned) in one ldapadd.
+func addSets(t *testing.T, s *ldaptest.Server, prefix string, n int, owner string, epoch int64) []smartset.Set {
+	t.Helper()
+	var sb strings.Builder
+	sets := make([]smartset.Set, n)
+	for i := range n {
+		name := fmt.Sprintf("%s-%05d", prefix, i)
+		fmt.Fprintf(&sb, "dn: cn=%s,ou=smartsets,%s\nobjectClass: smartSet\ncn: %s\ngeoLocation: Texas\n", name, s.BaseDN, name)
+		if owner != "" {
+			fmt.Fprintf(&sb, "owner: %s\n", owner)
+		}
+		if epoch != 0 {
+			fmt.Fprintf(&sb, "tcsEpoch: %d\n", epoch)
+		}
+		sb.WriteString("\n")
+		sets[i] = smartset.Set{Name: name, Location: "Texas", Owner: owner, Epoch: epoch}
+	}
+	s.Apply(sb.String())
+	return sets
+}
+
+func claims(sets []smartset.Set, owner string) []ldapdir.Write {
+	ws := make([]ldapdir.Write, len(sets))
+	for i, s := range sets {
+		ws[i] = ldapdir.Write{Set: s, Kind: ldapdir.SetOwner, To: owner}
+	}
+	return ws
+}
+
+func openMode(t *testing.T, s *ldaptest.Server, mode ldapdir.TxnMode, size int) *ldapdir.Dir {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		Transactions: mode, BatchSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestServerAdvertisesTransactions(t *testing.T) {
+	s := ldaptest.Start(t)
+	ok, err := open(t, s).Transactions(ctxT(t, 10*time.Second))
+	if err != nil || !ok {
+		t.Fatalf("Transactions() = %v, %v; slapd 2.5 with back-mdb advertises 1.3.6.1.1.21.1 and .3", ok, err)
+	}
+}
+
+func TestTxnModeIsChecked(t *testing.T) {
+	_, err := ldapdir.Open(ldapdir.Config{URL: "ldap://127.0.0.1:1", BaseDN: "dc=x", Transactions: "on"})
+	if err == nil || !strings.Contains(err.Error(), `transactions "on"`) {
+		t.Fatalf("Open with transactions=on: %v, want an error naming the value", err)
+	}
+}
+
+// A batch with one stale epoch: the transaction applies nothing (checked by
+// a watcher that sees no change before the retry, and by the stats), the
+// stale write is a conflict carrying the set as re-read, and the retry
+// claims every other set, epoch up by exactly one. In both modes.
+func TestBatchWithOneStaleEpoch(t *testing.T) {
+	for _, mode := range []ldapdir.TxnMode{ldapdir.TxnAuto, ldapdir.TxnOff} {
+		t.Run(string(mode), func(t *testing.T) {
+			s := ldaptest.Start(t)
+			ctx := ctxT(t, time.Minute)
+			d := openMode(t, s, mode, 100)
+			dead := d.ServiceDN("dead")
+			sets := addSets(t, s, "stale", 40, dead, 3)
+			// Someone else takes set 17 after our read.
+			other := d.ServiceDN("other")
+			if _, err := d.Claim(ctx, sets[17].Name, 3, other); err != nil {
+				t.Fatal(err)
+			}
+			me := d.ServiceDN("me")
+			res, stats := d.WriteBatch(ctx, claims(sets, me), nil)
+			for i, r := range res {
+				if i == 17 {
+					if !errors.Is(r.Err, ldapdir.ErrConflict) {
+						t.Errorf("stale write: %v, want ErrConflict", r.Err)
+					}
+					if mode == ldapdir.TxnAuto && (r.Set.Epoch != 4 || !smartset.SameDN(r.Set.Owner, other)) {
+						t.Errorf("stale write's re-read: owner %q epoch %d, want %s at 4", r.Set.Owner, r.Set.Epoch, other)
+					}
+					continue
+				}
+				if r.Err != nil {
+					t.Errorf("%s: %v", sets[i].Name, r.Err)
+				}
+			}
+			if mode == ldapdir.TxnAuto && (stats.Aborted != 1 || stats.Transactions != 1 || stats.Single != 0) {
+				t.Errorf("stats %+v, want one aborted transaction and one committed retry", stats)
+			}
+			if mode == ldapdir.TxnOff && (stats.Transactions != 0 || stats.Single != 40) {
+				t.Errorf("stats %+v, want 40 single writes", stats)
+			}
+			for i, st := range readSets(t, d, "stale") {
+				want, wantOwner := int64(4), me
+				if i == 17 {
+					wantOwner = other
+				}
+				if st.Epoch != want || !smartset.SameDN(st.Owner, wantOwner) {
+					t.Errorf("%s: owner %q epoch %d, want %s at %d", st.Name, st.Owner, st.Epoch, wantOwner, want)
+				}
+			}
+		})
+	}
+}
+
+// The aborted transaction applied nothing: between the failed commit and
+// the retry, none of the other sets changed. Shown with a batch whose every
+// retry would fail too: all writes stale but one, and that one must not
+// have been applied by the aborted transactions either, so only the
+// retry applies it — its epoch is up by exactly one.
+func TestAbortedTransactionAppliesNothing(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, time.Minute)
+	d := openMode(t, s, ldapdir.TxnAuto, 100)
+	sets := addSets(t, s, "abort", 3, "", 0)
+	// Read at epoch 0, then the first two move on to epoch 1.
+	for _, st := range sets[:2] {
+		if _, err := d.Claim(ctx, st.Name, 0, d.ServiceDN("other")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := s.Search(d.SetsDN(), "(cn=abort-00002)", "tcsEpoch", "owner")
+	if strings.Contains(w, "tcsEpoch") {
+		t.Fatalf("set 2 already written before the batch:\n%s", w)
+	}
+	res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), nil)
+	if !errors.Is(res[0].Err, ldapdir.ErrConflict) || !errors.Is(res[1].Err, ldapdir.ErrConflict) || res[2].Err != nil {
+		t.Fatalf("results %v %v %v, want conflict, conflict, ok", res[0].Err, res[1].Err, res[2].Err)
+	}
+	if stats.Aborted != 1 || stats.Transactions != 1 {
+		t.Fatalf("stats %+v", stats)
+	}
+	for i, st := range readSets(t, d, "abort") {
+		if st.Epoch != 1 {
+			t.Errorf("set %d at epoch %d, want 1 (each written exactly once)", i, st.Epoch)
+		}
+	}
+}
+
+// Three writers race, in batches and in different orders, to take over
+// 5,000 sets of a dead agent: every set is claimed exactly once (one winner
+// per set over all writers' results) and every epoch is up by exactly one.
+func TestBatchTakeoverOf5000(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, 5*time.Minute)
+	const n = 5000
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	setup := openMode(t, s, ldapdir.TxnAuto, 0)
+	sets := addSets(t, s, "take", n, setup.ServiceDN("dead"), 7)
+	const writers = 3
+	wins := make([][]ldapdir.Result, writers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range writers {
+		d := openMode(t, s, ldapdir.TxnAuto, 0)
+		ws := claims(sets, d.ServiceDN(fmt.Sprintf("w%d", w)))
+		order := rand.New(rand.NewPCG(seed, uint64(w)))
+		perm := order.Perm(n)
+		shuffled := make([]ldapdir.Write, n)
+		for i, p := range perm {
+			shuffled[i] = ws[p]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, stats := d.WriteBatch(ctx, shuffled, nil)
+			t.Logf("writer %d: %+v", w, stats)
+			byName := make([]ldapdir.Result, n)
+			for i, r := range res {
+				byName[perm[i]] = r
+			}
+			wins[w] = byName
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d writers, %d sets: %v", writers, n, time.Since(start).Round(time.Millisecond))
+	got := map[string]smartset.Set{}
+	for _, st := range readSets(t, setup, "take") {
+		got[st.Name] = st
+	}
+	for i, st := range sets {
+		winners := 0
+		var winner string
+		for w := range writers {
+			r := wins[w][i]
+			switch {
+			case r.Err == nil:
+				winners++
+				winner = setup.ServiceDN(fmt.Sprintf("w%d", w))
+			case !errors.Is(r.Err, ldapdir.ErrConflict):
+				t.Errorf("%s, writer %d: %v", st.Name, w, r.Err)
+			}
+		}
+		cur := got[st.Name]
+		if winners != 1 {
+			t.Errorf("%s claimed %d times", st.Name, winners)
+		} else if !smartset.SameDN(cur.Owner, winner) {
+			t.Errorf("%s: owner %q in the directory, %s was told it won", st.Name, cur.Owner, winner)
+		}
+		if cur.Epoch != 8 {
+			t.Errorf("%s at epoch %d, want 8", st.Name, cur.Epoch)
+		}
+	}
+}
+
+// A gate that fails stops the batch before anything is sent.
+func TestBatchGateStopsWrites(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, time.Minute)
+	for _, mode := range []ldapdir.TxnMode{ldapdir.TxnAuto, ldapdir.TxnOff} {
+		d := openMode(t, s, mode, 10)
+		sets := addSets(t, s, "gate-"+string(mode), 25, "", 0)
+		fenced := errors.New("fenced")
+		var calls atomic.Int32
+		res, _ := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), func() error {
+			if calls.Add(1) > 1 && mode == ldapdir.TxnAuto {
+				return fenced // after the first transaction of 10
+			}
+			if mode == ldapdir.TxnOff {
+				return fenced
+			}
+			return nil
+		})
+		applied := 0
+		for _, r := range res {
+			if r.Err == nil {
+				applied++
+			} else if !errors.Is(r.Err, fenced) {
+				t.Errorf("%s: %v, want the gate's error", mode, r.Err)
+			}
+		}
+		want := map[ldapdir.TxnMode]int{ldapdir.TxnAuto: 10, ldapdir.TxnOff: 0}[mode]
+		if applied != want {
+			t.Errorf("%s: %d applied, want %d", mode, applied, want)
+		}
+		owned := 0
+		for _, st := range readSets(t, d, "gate-"+string(mode)) {
+			if st.Owner != "" {
+				owned++
+			}
+		}
+		if owned != want {
+			t.Errorf("%s: %d owned in the directory, want %d", mode, owned, want)
+		}
+	}
+}
+
+// Requests and clears go in batches too and leave the epoch alone.
+func TestBatchRequests(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, time.Minute)
+	d := openMode(t, s, ldapdir.TxnAuto, 0)
+	owner := d.ServiceDN("owner")
+	sets := addSets(t, s, "req", 20, owner, 2)
+	ws := make([]ldapdir.Write, len(sets))
+	for i, st := range sets {
+		ws[i] = ldapdir.Write{Set: st, Kind: ldapdir.SetRequest, To: d.ServiceDN("better")}
+	}
+	res, stats := d.WriteBatch(ctx, ws, nil)
+	for _, r := range res {
+		if r.Err != nil || r.Set.ReleaseRequest == "" || r.Set.Epoch != 2 {
+			t.Fatalf("request: %+v", r)
+		}
+	}
+	if stats.Transactions != 1 {
+		t.Errorf("stats %+v", stats)
+	}
+	for _, st := range readSets(t, d, "req") {
+		if st.Epoch != 2 || !smartset.SameDN(st.ReleaseRequest, d.ServiceDN("better")) {
+			t.Errorf("%s: epoch %d request %q", st.Name, st.Epoch, st.ReleaseRequest)
+		}
+	}
+}
+
+func readSets(t *testing.T, d *ldapdir.Dir, prefix string) []smartset.Set {
+	t.Helper()
+	sets, err := d.Sets(ctxT(t, 30*time.Second), "(cn="+prefix+"-*)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]smartset.Set{}
+	for _, s := range sets {
+		byName[s.Name] = s
+	}
+	out := make([]smartset.Set, len(sets))
+	for i := range out {
+		out[i] = byName[fmt.Sprintf("%s-%05d", prefix, i)]
+	}
+	return out
+}
+
+// Many small transactions back to back on one connection: slapd 2.5.13
+// crashed within about a hundred of these when End Transaction followed
+// the last queued modify's answer at once (see txnSettle); the server must
+// still answer after 600.
+func TestManySmallTransactionsKeepSlapdUp(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, 2*time.Minute)
+	d := openMode(t, s, ldapdir.TxnAuto, 1)
+	sets := addSets(t, s, "small", 10, "", 0)
+	for round := range 60 {
+		res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), nil)
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("round %d (%d transactions so far): %v", round, round*10, r.Err)
+			}
+		}
+		if stats.Transactions != len(sets) {
+			t.Fatalf("round %d: %+v, want one transaction per write", round, stats)
+		}
+		for i := range sets {
+			sets[i] = res[i].Set
+		}
+	}
+	if err := d.Ping(ctx); err != nil {
+		t.Fatalf("slapd gone after 600 transactions: %v", err)
+	}
+}
