@@ -124,15 +124,15 @@ type Plan struct {
 //     writes; Loads carries what it read.
 //   - When leaving, every owned set goes to the best other live agent.
 //   - For a set owned by another live agent O, Self plans a Request when
-//     Self is placed better than O by the margin, when O is over its
-//     capacity, or (balance) when both are at the set's location and O
-//     owns at least two more of the location's sets than Self plus its
-//     pending requests — unless the request there is already Self's or a
-//     better-ranked live agent has asked.
+//     Self is placed better than O by the margin, or (balance) when both
+//     are at the set's location and O owns at least two more of the
+//     location's sets than Self plus its pending requests — unless the
+//     request there is already Self's or a better-ranked live agent has
+//     asked. Self never asks because O looks over its capacity: its count
+//     of O's sets may be stale, and O, which knows it exactly, sheds.
 //
 // Requests are ordered by gain: a move to the set's own location first, then
-// relief of an owner over its capacity, then distance moves (larger gain
-// first), then balance; ties by set name. They are cut to the move budget
+// distance moves (larger gain first), then balance; ties by set name. They are cut to the move budget
 // left after the over-capacity handoffs and, when Self has a capacity, to
 // the room Self has left after the sets it owns and the requests it has
 // outstanding. At capacity, Self may still ask for a set it is placed
@@ -297,57 +297,118 @@ func (d *decider) onRequest(set Set, plan *Plan) (Move, bool) {
 }
 
 // claims places the orphans (see Decide) and returns Self's claims, sorted
-// by set name.
+// by set name. The allocation is the greedy of stable matching under one
+// cost shared by both sides: repeatedly, of all (orphan, agent with room)
+// pairs, the best placed is fixed first (ties by the ranking's load and
+// hash order, then set name); when no agent has room left, the rest go by
+// rank to the agents at capacity. Self's claim rank for an orphan is its
+// position in the ranking at the moment the orphan is placed.
 func (d *decider) claims(orphans []Set) []Claim {
 	if len(orphans) == 0 {
 		return nil
 	}
+	running := maps.Clone(d.counts)
+	running[d.selfKey] += d.outstanding // the room its requests reserve
 	type item struct {
 		set  Set
 		key  string
-		best place
+		best Candidate // the best-ranked candidate when last looked at
+		bKey string
 	}
-	items := make([]item, 0, len(orphans))
-	for _, set := range orphans {
-		r := newRanking(d.snap, d.counts, d.names, set)
-		it := item{set: set, key: r.setKey, best: place{tier: tierUnknown}}
+	look := func(it *item) {
+		r := newRanking(d.snap, running, d.names, it.set)
+		first := true
 		for k, svc := range d.snap.Services {
-			if p := r.candidate(k, svc).place(); p.less(it.best) {
-				it.best = p
+			if c := r.candidate(k, svc); first || compareCandidates(c, it.best) < 0 {
+				it.best, it.bKey, first = c, k, false
 			}
 		}
+	}
+	items := make([]*item, 0, len(orphans))
+	for _, set := range orphans {
+		it := &item{set: set, key: key(set.Name)}
+		look(it)
 		items = append(items, it)
 	}
-	slices.SortFunc(items, func(a, b item) int {
-		if c := a.best.compare(b.best); c != 0 {
+	// before orders the pair to fix first: an agent with room before one
+	// at capacity, then the better place, then the ranking's order.
+	before := func(a, b *item) int {
+		if a.best.AtCapacity != b.best.AtCapacity {
+			return boolFirst(!a.best.AtCapacity)
+		}
+		if c := a.best.place().compare(b.best.place()); c != 0 {
+			return c
+		}
+		if c := compareLoad(a.best, b.best); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.key, b.key)
-	})
-	running := maps.Clone(d.counts)
-	out := make([]Claim, 0, len(items))
+	}
+	h := &pairHeap[*item]{less: func(a, b *item) bool { return before(a, b) < 0 }}
 	for _, it := range items {
-		r := newRanking(d.snap, running, d.names, it.set)
-		me := r.candidate(d.selfKey, d.self)
-		pos := 0
-		best, bestKey := me, d.selfKey
-		for k, svc := range d.snap.Services {
-			if k == d.selfKey {
-				continue
-			}
-			c := r.candidate(k, svc)
-			if compareCandidates(c, me) < 0 {
-				pos++
-			}
-			if compareCandidates(c, best) < 0 {
-				best, bestKey = c, k
-			}
+		h.push(it)
+	}
+	out := make([]Claim, 0, len(items))
+	for h.len() > 0 {
+		it := h.pop()
+		// The pair may be stale: its agent may have filled up since it
+		// was looked at. Look again; when the best place left is worse,
+		// queue it anew; otherwise place it with the best-ranked agent
+		// now (among equally placed ones, the least loaded).
+		was := it.best
+		look(it)
+		if it.best.AtCapacity != was.AtCapacity || it.best.place().compare(was.place()) != 0 {
+			h.push(it)
+			continue
 		}
-		running[bestKey]++
-		out = append(out, Claim{Set: it.set, Rank: pos})
+		r := newRanking(d.snap, running, d.names, it.set)
+		out = append(out, Claim{Set: it.set, Rank: r.position(d.selfKey, d.self)})
+		running[it.bKey]++
 	}
 	slices.SortFunc(out, func(a, b Claim) int { return cmp.Compare(key(a.Set.Name), key(b.Set.Name)) })
 	return out
+}
+
+// pairHeap is a binary min-heap of *T under less.
+type pairHeap[T any] struct {
+	xs   []T
+	less func(a, b T) bool
+}
+
+func (h *pairHeap[T]) len() int { return len(h.xs) }
+
+func (h *pairHeap[T]) push(x T) {
+	h.xs = append(h.xs, x)
+	for i := len(h.xs) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(h.xs[i], h.xs[p]) {
+			break
+		}
+		h.xs[i], h.xs[p] = h.xs[p], h.xs[i]
+		i = p
+	}
+}
+
+func (h *pairHeap[T]) pop() T {
+	top := h.xs[0]
+	n := len(h.xs) - 1
+	h.xs[0] = h.xs[n]
+	h.xs = h.xs[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h.less(h.xs[l], h.xs[m]) {
+			m = l
+		}
+		if r < n && h.less(h.xs[r], h.xs[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.xs[i], h.xs[m] = h.xs[m], h.xs[i]
+		i = m
+	}
+	return top
 }
 
 // shed plans the over-capacity handoffs: the sets Self is worst placed for
@@ -420,7 +481,7 @@ func (d *decider) pick(reqs []request, mine []Set, budget int) []Move {
 			}
 			d.homeRunning.move(ownerKey, d.selfKey)
 		} else if room <= 0 {
-			if req.tier == gainCapacity || swaps >= len(worst) || !req.mine.better(worst[swaps], d.margin) {
+			if swaps >= len(worst) || !req.mine.better(worst[swaps], d.margin) {
 				continue
 			}
 			swaps++
@@ -514,7 +575,7 @@ func (r *ranking) best(exceptKey string) (best Candidate, bestKey string, ok boo
 type request struct {
 	move   Move
 	setKey string
-	tier   int     // gainLocation, gainCapacity, gainDistance or gainBalance
+	tier   int     // gainLocation, gainDistance or gainBalance
 	gainKm float64 // for gainDistance: owner's distance − Self's; +Inf when the owner's is unknown
 	mine   place   // Self's place for the set (for swaps)
 }
@@ -522,7 +583,6 @@ type request struct {
 // Gain tiers of a request, most valuable first.
 const (
 	gainLocation = iota // Self is at the set's location, the owner is not
-	gainCapacity        // the owner is over its capacity
 	gainDistance        // Self is nearer by more than the margin
 	gainBalance         // both at the set's location; the owner holds more of its sets
 )
@@ -553,12 +613,6 @@ func (d *decider) planRequest(r *ranking) (request, bool) {
 		default:
 			req.tier, req.gainKm = gainDistance, owner.DistanceKm-me.DistanceKm
 		}
-	case owner.AtCapacity && !me.AtCapacity && !placedBetter(owner, me, d.margin):
-		// The owner holds more than its capacity (as far as the view
-		// knows) and Self is placed no worse: relief. A farther agent with
-		// room waits for the owner to hand the excess on itself.
-		req.tier = gainCapacity
-		req.move.Reason = ReasonCapacity
 	case me.SameLocation && owner.SameLocation && d.homeRunning[key(r.set.Owner)]-d.homeRunning[d.selfKey] >= 2:
 		req.tier = gainBalance
 		req.move.Reason = ReasonBalance

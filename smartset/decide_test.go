@@ -231,7 +231,7 @@ func TestDecide(t *testing.T) {
 			want: plan{Requests: []string{"texas-orders->tcs-japan-1 better-placed"}},
 		},
 		{
-			name: "requests: location gains, then capacity relief, then the larger distance gain",
+			name: "requests: location gains, then the larger distance gain, then balance (never capacity relief)",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addLocation(snap, "Mexico City", 19.4326, -99.1332)
@@ -248,10 +248,9 @@ func TestDecide(t *testing.T) {
 			want: plan{Requests: []string{
 				"c-texas->tcs-texas-1 better-placed",
 				"d-texas->tcs-texas-1 better-placed",
-				"e-full->tcs-texas-1 over-capacity",
-				"f-full->tcs-texas-1 over-capacity",
 				"b-mexico->tcs-texas-1 better-placed",
 				"a-mexico->tcs-texas-1 better-placed",
+				"e-full->tcs-texas-1 balance",
 			}},
 		},
 		{
