@@ -108,6 +108,8 @@ type Agent struct {
 	onChange  []func(Change)
 
 	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+
+	place placement // re-reads after changes, loads of others, bad entries (affected.go)
 }
 
 // progress is how many orphans of one group (one former owner) are left,

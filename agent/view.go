@@ -71,6 +71,7 @@ type change struct {
 	serviceNew  string // DN of a service entry that appeared
 	set         string // name of a set that changed
 	prev, next  smartset.Set
+	location    *locationChange // a location entry added, changed or removed
 }
 
 // apply folds one watch event into the view.
@@ -102,7 +103,11 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 				delete(v.snap.Sets, name)
 			}
 		case kindLocation:
-			delete(v.snap.Locations, smartset.Key(ldapdir.RDNValue(key)))
+			name := smartset.Key(ldapdir.RDNValue(key))
+			if l, ok := v.snap.Locations[name]; ok {
+				ch.location = &locationChange{prev: l}
+			}
+			delete(v.snap.Locations, name)
 		}
 		return ch, nil
 	}
@@ -112,15 +117,13 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 	}
 	switch {
 	case e.HasClass("tcsService"):
-		s, err := ldapdir.ToService(e)
-		if err != nil {
-			return ch, err
-		}
+		s, err := ldapdir.ToService(e) // kept without its bad values
 		key := smartset.Key(s.DN)
 		if _, ok := v.snap.Services[key]; !ok {
 			ch.serviceNew = s.DN
 		}
 		v.snap.Services[key] = s
+		return ch, err
 	case e.HasClass("smartSet"):
 		s, err := ldapdir.ToSet(e)
 		if err != nil {
@@ -130,11 +133,10 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 		ch.set, ch.prev, ch.next = s.Name, v.snap.Sets[key], s
 		v.snap.Sets[key] = s
 	case e.HasClass("tcsLocation"):
-		l, err := ldapdir.ToLocation(e)
-		if err != nil {
-			return ch, err
-		}
+		l, err := ldapdir.ToLocation(e) // kept without bad coordinates
+		ch.location = v.locationChanged(l)
 		v.snap.Locations[smartset.Key(l.Name)] = l
+		return ch, err
 	}
 	return ch, nil
 }
