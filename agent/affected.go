@@ -212,6 +212,7 @@ func (a *Agent) rereadAffected(ctx context.Context) {
 			}
 		}
 		for name := range sets {
+			a.log.WithField("set", name).Debug("re-reading a set this agent asked for that went elsewhere")
 			a.reread(ctx, name)
 		}
 		a.mu.Lock()
@@ -367,4 +368,17 @@ func (a *Agent) remember(k string, n int) {
 	l.n, l.hold = n, min(max(2*l.hold, a.opts.ReconcileInterval), 5*time.Minute)
 	l.until = time.Now().Add(l.hold)
 	p.loads[k] = l
+}
+
+// backoffLocked returns the sets whose release request was rejected at
+// their current epoch less than requestBackoff ago, for
+// smartset.Options.Backoff: the plan asks for others instead. a.mu is held.
+func (a *Agent) backoffLocked(now time.Time) map[string]int64 {
+	out := map[string]int64{}
+	for k, r := range a.requested {
+		if now.Sub(r.at) < requestBackoff {
+			out[k] = r.epoch
+		}
+	}
+	return out
 }

@@ -35,6 +35,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		HysteresisKm: a.opts.HysteresisKm,
 		MoveBudget:   a.tokens,
 		Loads:        a.loadsNow(now),
+		Backoff:      a.backoffLocked(now),
 	})
 	// A request the owner rejected (cleared) is not repeated for the same
 	// epoch before requestBackoff: two agents whose views disagree must not
@@ -221,6 +222,8 @@ func (a *Agent) handoff(ctx context.Context, mv smartset.Move) {
 	if mv.To == "" {
 		op = "release"
 		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
+	} else if mv.Set.ReleaseRequest != "" && smartset.SameDN(mv.Set.ReleaseRequest, mv.To) {
+		got, err = a.dir.TransferRequested(ctx, mv.Set.Name, mv.Set.Epoch, mv.To) // the request judged is still there
 	} else {
 		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
 	}
@@ -233,7 +236,7 @@ func (a *Agent) request(ctx context.Context, s smartset.Set) {
 	if !a.valid() {
 		return
 	}
-	err := a.dir.RequestRelease(ctx, s.Name, s.Epoch, a.selfDN)
+	err := a.dir.RequestReleaseOver(ctx, s.Name, s.Epoch, s.ReleaseRequest, a.selfDN) // never over a request written since
 	if a.wrote(ctx, "request", s, err) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
 		s.ReleaseRequest = a.selfDN
@@ -248,7 +251,7 @@ func (a *Agent) clearRequest(ctx context.Context, s smartset.Set) {
 	if !a.valid() {
 		return
 	}
-	err := a.dir.ClearRequest(ctx, s.Name, s.Epoch)
+	err := a.dir.ClearRequestOf(ctx, s.Name, s.Epoch, s.ReleaseRequest) // only the request judged
 	if a.wrote(ctx, "clear", s, err) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
 		s.ReleaseRequest = ""

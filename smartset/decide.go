@@ -40,6 +40,10 @@ type Options struct {
 	// sets of others it does not watch. Self's own count always comes from
 	// the snapshot, which holds every set Self owns.
 	Loads map[string]int
+	// Backoff holds sets (by Key of the name) Self must not ask for at the
+	// epoch given: its request for them there was rejected lately. Others
+	// are asked for instead.
+	Backoff map[string]int64
 }
 
 // margin returns the hysteresis margin the options ask for.
@@ -204,6 +208,9 @@ func Decide(snap *Snapshot, opts Options) Plan {
 				continue
 			}
 			if opts.Leaving {
+				continue
+			}
+			if e, ok := opts.Backoff[setKey]; ok && e == set.Epoch {
 				continue
 			}
 			r := newRanking(snap, d.counts, d.names, set)

@@ -200,7 +200,13 @@ func (s *sim) plan(a *simAgent) Plan {
 	self := s.truth.Services[a.key]
 	var plan Plan
 	for range len(s.truth.Services) + 1 {
-		plan = Decide(a.view, Options{Self: self.DN, MoveBudget: s.budget, Loads: a.loads})
+		backoff := map[string]int64{}
+		for k, r := range a.asked {
+			if s.rounds-r.round < requestBackoffRounds {
+				backoff[k] = r.epoch
+			}
+		}
+		plan = Decide(a.view, Options{Self: self.DN, MoveBudget: s.budget, Loads: a.loads, Backoff: backoff})
 		full := false
 		for _, m := range plan.Handoffs {
 			if m.Reason != ReasonCapacity || (m.Set.ReleaseRequest != "" && SameDN(m.Set.ReleaseRequest, m.To)) {
@@ -291,7 +297,13 @@ func (s *sim) step(a *simAgent, p float64) (wrote int) {
 			delete(a.hold, tk)
 		}
 		cur, ok := s.truth.Sets[k]
-		if !ok || cur.Epoch != w.set.Epoch {
+		// Requests and rejects also assert the request they saw
+		// (ldapdir.RequestReleaseOver, ClearRequestOf).
+		// A handoff to the requester asserts the request too
+		// (ldapdir.TransferRequested).
+		toRequester := w.kind == "handoff" && w.set.ReleaseRequest != "" && SameDN(w.set.ReleaseRequest, w.to)
+		sawRequest := (w.kind != "request" && w.kind != "reject" && !toRequester) || cur.ReleaseRequest == w.set.ReleaseRequest
+		if !ok || cur.Epoch != w.set.Epoch || !sawRequest {
 			s.conflicts++
 			s.writes++
 			wrote++
