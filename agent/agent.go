@@ -22,7 +22,7 @@ type Options struct {
 	Service smartset.Service // Name, Location, Endpoint, Capacity
 
 	LeaseTTL      time.Duration // 5s; whole seconds
-	RenewDeadline time.Duration // 2/3 of LeaseTTL; must be < LeaseTTL
+	RenewDeadline time.Duration // 2/3 of LeaseTTL, at most ldapdir.LeaseSafeFor(LeaseTTL)
 
 	ClaimStagger      time.Duration // δ between orphan-claim ranks: 500ms
 	ReconcileInterval time.Duration // level-triggered timer: 2s
@@ -50,7 +50,7 @@ func (o *Options) fill() error {
 		}
 	}
 	def(&o.LeaseTTL, 5*time.Second)
-	def(&o.RenewDeadline, o.LeaseTTL*2/3)
+	def(&o.RenewDeadline, min(o.LeaseTTL*2/3, ldapdir.LeaseSafeFor(o.LeaseTTL)))
 	def(&o.ClaimStagger, 500*time.Millisecond)
 	def(&o.ReconcileInterval, 2*time.Second)
 	def(&o.MoveInterval, time.Second)
@@ -77,8 +77,9 @@ func (o *Options) fill() error {
 		return errors.New("agent: service name is empty")
 	case o.Service.Location == "":
 		return errors.New("agent: service location is empty")
-	case o.RenewDeadline >= o.LeaseTTL:
-		return fmt.Errorf("agent: renew deadline %v must be shorter than the lease TTL %v", o.RenewDeadline, o.LeaseTTL)
+	case o.RenewDeadline > ldapdir.LeaseSafeFor(o.LeaseTTL):
+		return fmt.Errorf("agent: renew deadline %v must be at most the lease TTL %v less %v (slapd expires leases in whole seconds, so one can end up to 1s early)",
+			o.RenewDeadline, o.LeaseTTL, o.LeaseTTL-ldapdir.LeaseSafeFor(o.LeaseTTL))
 	}
 	return nil
 }
@@ -106,6 +107,11 @@ type Agent struct {
 	watch     *ldapdir.Watch
 	leaving   bool
 	onChange  []func(Change)
+	// incarnations are the lease incarnations this process has held: its
+	// own service entry showing any other one means another process holds
+	// the agent's name.
+	incarnations map[string]bool
+	recovering   atomic.Bool // a re-read before unfencing is running
 
 	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 
@@ -152,7 +158,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 	a := &Agent{
 		opts:      opts,
 		dir:       dir,
-		leaseDir:  dir.Clone(),
+		leaseDir:  dir.CloneWithTimeout(max(opts.RenewDeadline, 500*time.Millisecond)),
 		log:       opts.Logger.WithField("agent", opts.Service.Name),
 		m:         opts.Metrics,
 		selfDN:    self,
@@ -162,6 +168,8 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		progress:  map[string]progress{},
 		requested: map[string]requested{},
 		tokens:    opts.MoveBudget,
+
+		incarnations: map[string]bool{},
 	}
 	if opts.Tables != nil {
 		a.onChange = append(a.onChange, a.keepTables)
@@ -182,7 +190,12 @@ func (a *Agent) OnChange(f func(Change)) {
 
 // Run registers the agent, watches and reconciles until ctx ends, then
 // leaves gracefully: it hands every owned set to the best other live agent
-// and deletes its lease entry. It returns nil after a graceful leave.
+// and deletes its lease entry. It returns nil after a graceful leave, and an
+// error wrapping ldapdir.ErrNameHeld when another live process holds the
+// agent's name (at start, or after this process lost its lease).
+//
+// The lease is refreshed until the very end: through the graceful leave,
+// which writes only while the lease is valid.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.start(ctx); err != nil {
 		a.mu.Lock()
@@ -199,11 +212,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	defer a.watch.Close()
 	defer a.leaseDir.Close()
+	defer a.watch.Close()
+
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLease()
+	var leaseErr error
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		leaseErr = a.keepLease(leaseCtx, ctx)
+	}()
 
 	loops, lctx := errgroup.WithContext(ctx)
-	loops.Go(func() error { return a.keepLease(lctx) })
+	loops.Go(func() error {
+		select {
+		case <-leaseDone:
+			return leaseErr // the name is held by another process now
+		case <-lctx.Done():
+			return nil
+		}
+	})
 	loops.Go(func() error { return a.follow(lctx) })
 	loops.Go(func() error { return a.reconcileLoop(lctx) })
 	if a.opts.SweepInterval > 0 {
@@ -211,30 +240,57 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	err := loops.Wait()
 	if ctx.Err() == nil {
+		stopLease()
+		<-leaseDone
 		return err // a loop failed on its own
 	}
 	leaveCtx, cancel := context.WithTimeout(context.Background(), a.opts.LeaseTTL*3)
 	defer cancel()
-	return a.leave(leaveCtx)
+	err = a.leave(leaveCtx)
+	stopLease()
+	<-leaseDone
+	a.mu.Lock()
+	lease := a.lease
+	a.mu.Unlock()
+	if cerr := lease.Close(leaveCtx); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // start waits for the directory, registers, starts the watch, and reads what
 // the watch does not cover.
 func (a *Agent) start(ctx context.Context) error {
-	if err := retry(ctx, a.log, "reach the directory", func() error { return a.dir.Ping(ctx) }); err != nil {
+	err := retry(ctx, a.log, "reach the directory", func() error {
+		if err := a.dir.Ping(ctx); err != nil {
+			return err
+		}
+		if err := a.dir.CheckSchema(ctx); errors.Is(err, ldapdir.ErrNoSchema) {
+			return permanent{err} // not a passing fault: say so and stop
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if err := a.register(ctx); err != nil {
 		return err
 	}
-	a.watch = a.dir.Watch(ctx, ldapdir.WatchSpec{
+	w := a.dir.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
 		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
-		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsCoordinates", "tcsDatabaseURL", "description"},
+		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description"},
 		Poll:         a.opts.Poll,
 		PollInterval: a.opts.PollInterval,
+		// The agent's own lease refreshes reach its watch as modifies of
+		// its service entry several times per TTL: a session silent for a
+		// whole TTL is stalled.
+		IdleTimeout: a.opts.LeaseTTL,
 	})
+	a.mu.Lock() // Ready reads it from HTTP handlers
+	a.watch = w
+	a.mu.Unlock()
 	// The first refresh, then everything else once.
 	for synced := false; !synced; {
 		select {
@@ -260,15 +316,20 @@ func (a *Agent) start(ctx context.Context) error {
 	return nil
 }
 
-// register adds the lease entry (retrying until the directory answers).
+// register adds the lease entry, retrying until the directory answers. It
+// fails (without retrying) when another live process holds the name.
 func (a *Agent) register(ctx context.Context) error {
 	return retry(ctx, a.log, "register the lease", func() error {
 		l, err := a.leaseDir.Register(ctx, a.opts.Service, a.opts.LeaseTTL)
+		if errors.Is(err, ldapdir.ErrNameHeld) || errors.Is(err, ldapdir.ErrNoDDS) {
+			return permanent{err}
+		}
 		if err != nil {
 			return err
 		}
 		a.mu.Lock()
 		a.lease = l
+		a.incarnations[l.Incarnation()] = true
 		a.mu.Unlock()
 		return nil
 	})
@@ -304,14 +365,15 @@ func (a *Agent) rescan(ctx context.Context, full bool) error {
 	if err != nil {
 		a.log.WithError(err).Warn("some smartSet entries are malformed and ignored")
 	}
+	// Services come from the watch only: a search result may be older than
+	// a delete the watch has already delivered.
+	var changes []Change
 	a.mu.Lock()
 	for _, s := range sets {
-		a.v.putSet(s)
-	}
-	for _, s := range svcs {
-		a.v.snap.Services[smartset.Key(s.DN)] = s
+		changes = append(changes, a.putSetLocked(s)...)
 	}
 	a.mu.Unlock()
+	a.notify(changes)
 	a.poke()
 	return nil
 }
@@ -383,6 +445,12 @@ func retry(ctx context.Context, log logrus.FieldLogger, what string, f func() er
 		if err == nil {
 			return nil
 		}
+		if p, ok := err.(permanent); ok {
+			return p.err
+		}
+		if errors.Is(err, ldapdir.ErrClosed) {
+			return err // the agent is shutting down
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -397,6 +465,11 @@ func retry(ctx context.Context, log logrus.FieldLogger, what string, f func() er
 		wait = min(wait*2, 5*time.Second)
 	}
 }
+
+// permanent wraps an error that retry returns at once instead of retrying.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
 
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {

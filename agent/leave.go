@@ -12,21 +12,23 @@ import (
 )
 
 // leave is the graceful exit: hand every owned set to the best other live
-// agent (release it when there is none), then delete the lease entry. A
-// fenced agent hands nothing over: it no longer knows it owns anything, and
-// the swarm takes its sets over when its lease expires.
+// agent (release it when there is none). The lease is still being refreshed
+// meanwhile (Run deletes it afterwards), and every write is made only while
+// it is valid: once it is not, the agent stops and the swarm takes the rest
+// when the lease expires. A fenced agent hands nothing over: it no longer
+// knows it owns anything.
 func (a *Agent) leave(ctx context.Context) error {
 	a.mu.Lock()
 	a.leaving = true
-	lease := a.lease
 	a.mu.Unlock()
 	log := a.log.WithField("dn", a.selfDN)
 	if !a.valid() {
 		log.Warn("leaving while fenced: not handing sets over; the swarm takes them when the lease expires")
-		return lease.Close(ctx)
+		return nil
 	}
 	moved, failed := 0, 0
-	for round := 0; round < 5; round++ {
+	handed := map[string]smartset.Set{} // set key -> as handed over
+	for round := 0; round < 5 && a.valid(); round++ {
 		// What this agent owns, and who is alive, read fresh.
 		mine, err := a.dir.SetsOwnedBy(ctx, a.selfDN)
 		if err != nil && mine == nil {
@@ -42,6 +44,9 @@ func (a *Agent) leave(ctx context.Context) error {
 			break
 		}
 		a.mu.Lock()
+		// The watch has stopped: the fresh read is the best list of the
+		// living.
+		a.v.snap.Services = make(map[string]smartset.Service, len(svcs))
 		for _, s := range svcs {
 			a.v.snap.Services[smartset.Key(s.DN)] = s
 		}
@@ -52,40 +57,87 @@ func (a *Agent) leave(ctx context.Context) error {
 		a.mu.Unlock()
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(a.opts.WriteConcurrency)
-		results := make(chan bool, len(plan.Handoffs))
+		results := make(chan smartset.Set, len(plan.Handoffs))
 		for _, mv := range plan.Handoffs {
 			g.Go(func() error {
-				var err error
-				var got smartset.Set
-				if mv.To == "" {
-					got, err = a.dir.Release(gctx, mv.Set.Name, mv.Set.Epoch)
-				} else {
-					got, err = a.dir.Transfer(gctx, mv.Set.Name, mv.Set.Epoch, mv.To)
+				if !a.valid() {
+					results <- smartset.Set{}
+					return nil
 				}
-				op := "transfer"
-				if mv.To == "" {
-					op = "release"
+				got, ok := a.handOver(gctx, mv)
+				if !ok {
+					got = smartset.Set{}
 				}
-				if a.wrote(gctx, op, mv.Set, err) {
-					a.owned(mv.Set, got, smartset.ReasonLeave)
-					results <- true
-				} else {
-					results <- errors.Is(err, ldapdir.ErrConflict) // a conflict is retried next round
-				}
+				results <- got
 				return nil
 			})
 		}
 		g.Wait()
 		close(results)
-		for ok := range results {
-			if ok {
-				moved++
-			} else {
+		for got := range results {
+			if got.Name == "" {
 				failed++
+				continue
+			}
+			moved++
+			if got.Owner != "" {
+				handed[smartset.Key(got.Name)] = got
 			}
 		}
 	}
-	err := lease.Close(ctx)
-	log.WithFields(logrus.Fields{"handed_over": moved, "failed": failed}).Info("left the swarm")
-	return err
+	a.releaseHandedToTheDead(ctx, handed)
+	log.WithFields(logrus.Fields{"handed_over": moved, "failed": failed, "lease_valid": a.valid()}).Info("left the swarm")
+	return nil
+}
+
+// handOver writes one handoff of the leave and reports the set as written.
+func (a *Agent) handOver(ctx context.Context, mv smartset.Move) (smartset.Set, bool) {
+	var got smartset.Set
+	var err error
+	op := "transfer"
+	if mv.To == "" {
+		op = "release"
+		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
+	} else {
+		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
+	}
+	if !a.wrote(ctx, op, mv.Set, err) {
+		return smartset.Set{}, false
+	}
+	a.owned(mv.Set, got, smartset.ReasonLeave)
+	return got, true
+}
+
+// releaseHandedToTheDead clears the owner of the sets this leave handed to
+// an agent whose lease has gone since: the others may have searched for that
+// agent's sets before these were its, so without this no one would know
+// they are orphans. A set without owner is in every agent's watch. Each
+// release asserts the epoch the handoff wrote, so a set someone already
+// claimed is left alone.
+func (a *Agent) releaseHandedToTheDead(ctx context.Context, handed map[string]smartset.Set) {
+	if len(handed) == 0 {
+		return
+	}
+	svcs, err := a.dir.Services(ctx)
+	if err != nil && svcs == nil {
+		a.log.WithError(err).Warn("leave: cannot check that the agents sets went to are still alive")
+		return
+	}
+	live := make(map[string]bool, len(svcs))
+	for _, s := range svcs {
+		live[smartset.Key(s.DN)] = true
+	}
+	for _, s := range handed {
+		if live[smartset.Key(s.Owner)] {
+			continue
+		}
+		_, err := a.dir.Release(ctx, s.Name, s.Epoch)
+		if err != nil && !errors.Is(err, ldapdir.ErrConflict) && !errors.Is(err, ldapdir.ErrNotFound) {
+			a.log.WithError(err).WithField("set", s.Name).Warn("leave: cannot release a set handed to an agent that is gone")
+			continue
+		}
+		if err == nil {
+			a.log.WithFields(logrus.Fields{"set": s.Name, "to": s.Owner, "epoch": s.Epoch + 1}).Info("leave: released a set handed to an agent that is gone")
+		}
+	}
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -12,16 +11,18 @@ import (
 	"tcs/smartset"
 )
 
-// keepLease refreshes the lease every TTL/3. When the entry is found gone
-// the agent fences itself, registers again, re-reads the directory and only
-// then acts as an owner again.
-func (a *Agent) keepLease(ctx context.Context) error {
-	var recovering atomic.Bool
+// keepLease refreshes the lease until ctx ends (which is after the graceful
+// leave). When a renewal comes late the agent fences itself; when the entry
+// is found gone (or another process's) it registers again, unless runCtx has
+// ended (the agent is leaving). Either way it acts as an owner again only
+// after recover has put its own sets through the directory. It returns an
+// error only when another live process now holds the agent's name.
+func (a *Agent) keepLease(ctx, runCtx context.Context) error {
 	for {
 		a.mu.Lock()
 		l := a.lease
 		a.mu.Unlock()
-		err := l.Run(ctx, func(err error, took time.Duration) {
+		err := l.Run(ctx, a.opts.RenewDeadline, func(err error, took time.Duration) {
 			a.m.LeaseRefresh.Observe(took.Seconds())
 			if err != nil {
 				a.m.LeaseFailures.Inc()
@@ -34,33 +35,109 @@ func (a *Agent) keepLease(ctx context.Context) error {
 			if took > a.opts.LeaseTTL/6 {
 				a.log.WithField("took", took).Warn("slow lease refresh")
 			}
-			if a.fenced.Load() && recovering.CompareAndSwap(false, true) {
-				// Renewed again after a gap: re-read before owning again.
-				go func() {
-					defer recovering.Store(false)
-					if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx, false) }); err == nil && l.Valid(a.opts.RenewDeadline) {
-						a.unfence()
-						a.ownAll()
-						a.poke()
-					}
-				}()
+			if a.fenced.Load() && runCtx.Err() == nil {
+				a.recover(ctx, l) // renewed again after a gap
 			}
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.fence("lease entry is gone: " + errString(err))
+		a.fence("lease lost: " + errString(err))
+		if runCtx.Err() != nil {
+			return nil // leaving: the swarm takes the sets when the lease is gone
+		}
 		if err := a.register(ctx); err != nil {
+			if errors.Is(err, ldapdir.ErrNameHeld) {
+				a.log.WithError(err).Error("another process now holds this agent's name: stopping (it is the agent now)")
+				return err
+			}
 			return nil // ctx ended
 		}
-		if err := retry(ctx, a.log, "re-read the directory", func() error { return a.rescan(ctx, false) }); err != nil {
-			return nil
-		}
 		a.log.WithField("dn", a.selfDN).Info("registered again after losing the lease")
+		a.mu.Lock()
+		l = a.lease
+		a.mu.Unlock()
+		a.recover(ctx, l)
+	}
+}
+
+// recover makes a fenced agent act as an owner again, in the background:
+// it re-reads from the directory every set it owns or believed it owned,
+// and what the watch does not cover, and unfences only if lease l is still
+// the current one and valid after that. The view of every set the agent
+// then serves was confirmed by the directory after the lease was
+// (re)established; the watch may still be behind, but the view never steps
+// back to an older epoch (see view), so a late event cannot undo the read.
+func (a *Agent) recover(ctx context.Context, l *ldapdir.Lease) {
+	if !a.recovering.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.recovering.Store(false)
+		err := retry(ctx, a.log, "re-read the directory", func() error {
+			if err := a.confirmOwned(ctx); err != nil {
+				return err
+			}
+			return a.rescan(ctx, false)
+		})
+		a.mu.Lock()
+		current := a.lease == l
+		a.mu.Unlock()
+		if err != nil || !current || !l.Valid(a.opts.RenewDeadline) {
+			return // a later renewal tries again
+		}
 		a.unfence()
 		a.ownAll()
 		a.poke()
+	}()
+}
+
+// confirmOwned reads from the directory the sets this agent owns and every
+// set its view says it owns, and puts them in the view.
+func (a *Agent) confirmOwned(ctx context.Context) error {
+	mine, err := a.dir.SetsOwnedBy(ctx, a.selfDN)
+	if err != nil && mine == nil {
+		return err
 	}
+	owned := make(map[string]bool, len(mine))
+	for _, s := range mine {
+		owned[smartset.Key(s.Name)] = true
+	}
+	var stale []string
+	a.mu.Lock()
+	for key, s := range a.v.snap.Sets {
+		if !owned[key] && s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) {
+			stale = append(stale, s.Name)
+		}
+	}
+	a.mu.Unlock()
+	read := mine
+	var gone []string
+	for _, name := range stale {
+		s, err := a.dir.Set(ctx, name)
+		switch {
+		case errors.Is(err, ldapdir.ErrNotFound):
+			gone = append(gone, name)
+		case err != nil:
+			return err
+		default:
+			read = append(read, s)
+		}
+	}
+	var changes []Change
+	a.mu.Lock()
+	for _, s := range read {
+		changes = append(changes, a.putSetLocked(s)...)
+	}
+	for _, name := range gone {
+		changes = append(changes, a.dropSetLocked(name)...)
+	}
+	a.mu.Unlock()
+	a.notify(changes)
+	if len(stale) > 0 {
+		a.log.WithFields(logrus.Fields{"owned": len(mine), "no_longer_owned": len(stale)}).Info("re-read own sets after the lease gap")
+	}
+	return nil
 }
 
 func errString(err error) string {
@@ -117,18 +194,40 @@ func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 			go a.scanOrphans(ctx, ch.serviceGone)
 		}
 	}
+	if inc := ch.self.Incarnation; inc != "" && !a.incarnations[inc] {
+		a.fence("another process (incarnation " + inc + ", endpoint " + ch.self.Endpoint + ") holds this agent's lease entry")
+	}
 	if ch.set == "" {
 		return nil
 	}
-	wasMine := ch.prev.Owner != "" && smartset.SameDN(ch.prev.Owner, a.selfDN)
-	isMine := ch.next.Owner != "" && smartset.SameDN(ch.next.Owner, a.selfDN)
-	if !wasMine && !isMine {
+	return a.changeOf(ch.prev, ch.next)
+}
+
+// putSetLocked records s in the view (a.mu held) and returns the ownership
+// change it makes for this agent, for notify.
+func (a *Agent) putSetLocked(s smartset.Set) []Change {
+	return a.changeOf(a.v.putSet(s))
+}
+
+// dropSetLocked forgets set name (a.mu held); see putSetLocked.
+func (a *Agent) dropSetLocked(name string) []Change {
+	return a.changeOf(a.v.dropSet(name), smartset.Set{})
+}
+
+// changeOf is the change for this agent between two states of a set (next
+// empty: the set is gone from the view): none unless it owned or owns it.
+func (a *Agent) changeOf(prev, next smartset.Set) []Change {
+	wasMine := prev.Owner != "" && smartset.SameDN(prev.Owner, a.selfDN)
+	isMine := next.Owner != "" && smartset.SameDN(next.Owner, a.selfDN)
+	switch {
+	case !wasMine && !isMine:
 		return nil
+	case next.Name == "":
+		return []Change{{Set: prev, Previous: prev, Owned: false}}
+	case prev == next:
+		return nil // nothing changed
 	}
-	if ch.next.Name == "" { // deleted or left the watch
-		return []Change{{Set: ch.prev, Previous: ch.prev, Owned: false}}
-	}
-	return []Change{{Set: ch.next, Previous: ch.prev, Owned: isMine}}
+	return []Change{{Set: next, Previous: prev, Owned: isMine}}
 }
 
 func (a *Agent) notify(changes []Change) {
@@ -161,11 +260,13 @@ func (a *Agent) scanOrphans(ctx context.Context, dn string) {
 	if err != nil {
 		return
 	}
+	var changes []Change
 	a.mu.Lock()
 	for _, s := range sets {
-		a.v.putSet(s)
+		changes = append(changes, a.putSetLocked(s)...)
 	}
 	a.mu.Unlock()
+	a.notify(changes)
 	a.log.WithFields(logrus.Fields{"service": dn, "orphans": len(sets)}).Info("orphans found")
 	a.poke()
 }

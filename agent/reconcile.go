@@ -241,7 +241,7 @@ func (a *Agent) request(ctx context.Context, s smartset.Set) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
 		s.ReleaseRequest = a.selfDN
 		a.mu.Lock()
-		a.v.putSet(s)
+		a.v.putSet(s) // not an ownership change
 		a.requested[smartset.Key(s.Name)] = requested{epoch: s.Epoch, at: time.Now()}
 		a.mu.Unlock()
 	}
@@ -256,8 +256,9 @@ func (a *Agent) clearRequest(ctx context.Context, s smartset.Set) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
 		s.ReleaseRequest = ""
 		a.mu.Lock()
-		a.v.putSet(s)
+		changes := a.putSetLocked(s)
 		a.mu.Unlock()
+		a.notify(changes)
 	}
 }
 
@@ -272,12 +273,13 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 		a.m.Writes.WithLabelValues(op, "conflict").Inc()
 		a.m.CASConflicts.WithLabelValues(op).Inc()
 		a.log.WithFields(logrus.Fields{"set": s.Name, "epoch": s.Epoch, "op": op}).Debug("lost a compare-and-swap race; re-reading")
-		a.reread(ctx, s.Name)
+		a.reread(ctx, s.Name, op, s.Epoch)
 	case errors.Is(err, ldapdir.ErrNotFound):
 		a.m.Writes.WithLabelValues(op, "error").Inc()
 		a.mu.Lock()
-		delete(a.v.snap.Sets, smartset.Key(s.Name))
+		changes := a.dropSetLocked(s.Name)
 		a.mu.Unlock()
+		a.notify(changes)
 	default:
 		a.m.Writes.WithLabelValues(op, "error").Inc()
 		if ctx.Err() == nil {
@@ -287,16 +289,22 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 	return false
 }
 
-func (a *Agent) reread(ctx context.Context, name string) {
+// reread reads set name again after a write of op asserting epoch lost.
+func (a *Agent) reread(ctx context.Context, name, op string, epoch int64) {
 	s, err := a.dir.Set(ctx, name)
+	if err == nil {
+		a.checkAssertion(op, epoch, s)
+	}
+	var changes []Change
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	switch {
 	case err == nil:
-		a.v.putSet(s)
+		changes = a.putSetLocked(s)
 	case errors.Is(err, ldapdir.ErrNotFound):
-		delete(a.v.snap.Sets, smartset.Key(name))
+		changes = a.dropSetLocked(name)
 	}
+	a.mu.Unlock()
+	a.notify(changes)
 	a.poke()
 }
 
@@ -309,10 +317,19 @@ func (a *Agent) owned(before, after smartset.Set, reason string) {
 	}).Info("ownership changed")
 	a.m.OwnershipChanges.WithLabelValues(reason).Inc()
 	a.mu.Lock()
-	a.v.putSet(after)
+	changes := a.putSetLocked(after)
+	_, live := a.v.snap.Services[smartset.Key(after.Owner)]
 	a.mu.Unlock()
-	isMine := after.Owner != "" && smartset.SameDN(after.Owner, a.selfDN)
-	a.notify([]Change{{Set: after, Previous: before, Owned: isMine}})
+	a.notify(changes)
+	if after.Owner != "" && !live {
+		// Handed to an agent whose lease went away while the write was in
+		// flight: the others searched for its sets before this one was
+		// its, and the set has left this agent's watch. This agent is the
+		// one that knows the set is an orphan: the view keeps it, and the
+		// next reconcile claims it (rank-staggered like any orphan).
+		a.log.WithFields(logrus.Fields{"set": after.Name, "owner": after.Owner, "epoch": after.Epoch}).Warn("handed a set to an agent that is gone: it is an orphan now")
+		a.poke()
+	}
 }
 
 // nameOf returns the cn of a service DN ("" stays "").

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"tcs/httpapi"
 	"tcs/ldapdir"
@@ -89,10 +90,24 @@ func (a *Agent) Ready() (bool, string) {
 	case a.Fenced():
 		return false, "fenced: lease not renewed within the renew deadline"
 	}
-	if st := w.Status(); !st.Synced {
+	st := w.Status()
+	if !st.Synced {
 		return false, fmt.Sprintf("directory watch not current (reconnects %d, last error: %v)", st.Reconnects, st.LastError)
 	}
+	if quiet := time.Since(st.LastMessage); quiet > a.watchQuietLimit() {
+		return false, fmt.Sprintf("directory watch silent for %v (its connection may be stalled)", quiet.Round(time.Millisecond))
+	}
 	return true, ""
+}
+
+// watchQuietLimit is how long the watch may deliver nothing before the agent
+// is not ready: its own lease refreshes reach it several times per TTL, a
+// poll at least every poll interval.
+func (a *Agent) watchQuietLimit() time.Duration {
+	if a.opts.Poll {
+		return 2*a.opts.PollInterval + a.opts.LeaseTTL
+	}
+	return a.opts.LeaseTTL
 }
 
 // Sets reads every set from the directory, with its placement state.

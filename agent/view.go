@@ -10,11 +10,18 @@ import (
 // view is the agent's picture of the directory: a snapshot kept current by
 // watch events, plus the sets read once by search that the watch does not
 // cover (see watched).
+//
+// Two rules keep it from going back in time, whatever order reads and
+// events arrive in: a set never steps back to an older epoch of the same
+// entry (epochs only grow), and a delete removes an entry only if it is the
+// entry the view holds under that name (same entryUUID), so the late delete
+// of an entry that has since been added again is ignored.
 type view struct {
 	self     string // own service DN key
 	location string // own location key
 	snap     *smartset.Snapshot
 	byUUID   map[string]string // entryUUID -> DN key, to place deletes
+	uuidOf   map[string]string // DN key -> entryUUID of the entry the view holds
 	synced   bool
 }
 
@@ -24,6 +31,7 @@ func newView(selfDN, location string) *view {
 		location: smartset.Key(location),
 		snap:     smartset.NewSnapshot(),
 		byUUID:   map[string]string{},
+		uuidOf:   map[string]string{},
 	}
 }
 
@@ -40,6 +48,33 @@ func watchFilter(selfDN, location string) string {
 func (v *view) watched(s smartset.Set) bool {
 	return s.Owner == "" || smartset.Key(s.Owner) == v.self || smartset.Key(s.Location) == v.location ||
 		(s.ReleaseRequest != "" && smartset.Key(s.ReleaseRequest) == v.self)
+}
+
+// putSet records a set read by search, returned by a write or sent by the
+// watch, unless the view already holds a newer epoch of the same entry. It
+// returns the set as the view holds it before and after.
+func (v *view) putSet(s smartset.Set) (prev, next smartset.Set) {
+	if s.Name == "" {
+		return smartset.Set{}, smartset.Set{}
+	}
+	key := smartset.Key(s.Name)
+	old, ok := v.snap.Sets[key]
+	if ok && old.Epoch > s.Epoch && (old.UUID == "" || s.UUID == "" || old.UUID == s.UUID) {
+		return old, old // never step back to an older read of the same entry
+	}
+	if s.UUID == "" && ok {
+		s.UUID = old.UUID // a write's answer without entryUUID: the same entry
+	}
+	v.snap.Sets[key] = s
+	return old, s
+}
+
+// dropSet forgets set name and returns what the view held.
+func (v *view) dropSet(name string) smartset.Set {
+	key := smartset.Key(name)
+	old := v.snap.Sets[key]
+	delete(v.snap.Sets, key)
+	return old
 }
 
 // what kind of entry a DN names, by its parent container.
@@ -67,9 +102,10 @@ func (a *Agent) kindOf(dn string) kind {
 
 // change is what applying one event did, for the reconcile that follows.
 type change struct {
-	serviceGone string // DN of a service entry that disappeared
-	serviceNew  string // DN of a service entry that appeared
-	set         string // name of a set that changed
+	serviceGone string           // DN of a service entry that disappeared
+	serviceNew  string           // DN of a service entry that appeared
+	self        smartset.Service // this agent's own service entry, when the event was about it
+	set         string           // name of a set that changed
 	prev, next  smartset.Set
 	location    *locationChange // a location entry added, changed or removed
 }
@@ -90,6 +126,13 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 			key = v.byUUID[ev.Entry.UUID]
 		}
 		delete(v.byUUID, ev.Entry.UUID)
+		if cur, ok := v.uuidOf[key]; ok && ev.Entry.UUID != "" && cur != ev.Entry.UUID {
+			// The delete of an older entry under this DN (e.g. inferred at
+			// the end of a present phase after a slapd restart) while the
+			// view holds the entry that replaced it: not this entry's.
+			return ch, nil
+		}
+		delete(v.uuidOf, key)
 		switch a.kindOf(key) {
 		case kindService:
 			if s, ok := v.snap.Services[key]; ok {
@@ -98,10 +141,19 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 			}
 		case kindSet: // cn=<name>,ou=smartsets,...: the map key is the name
 			name := smartset.Key(ldapdir.RDNValue(key))
-			if s, ok := v.snap.Sets[name]; ok {
-				ch.set, ch.prev = s.Name, s
-				delete(v.snap.Sets, name)
+			s, ok := v.snap.Sets[name]
+			if !ok {
+				return ch, nil
 			}
+			if !v.watched(s) {
+				// The view already holds a state of this set outside the
+				// watch (written by this agent, e.g. handed to another):
+				// this delete is the set leaving the watch, not the set
+				// going away. Keep it: if its new owner is gone, it is an
+				// orphan that only this agent knows of.
+				return ch, nil
+			}
+			ch.set, ch.prev = s.Name, v.dropSet(name)
 		case kindLocation:
 			name := smartset.Key(ldapdir.RDNValue(key))
 			if l, ok := v.snap.Locations[name]; ok {
@@ -114,6 +166,7 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 	e := ev.Entry
 	if e.UUID != "" {
 		v.byUUID[e.UUID] = smartset.Key(e.DN)
+		v.uuidOf[smartset.Key(e.DN)] = e.UUID
 	}
 	switch {
 	case e.HasClass("tcsService"):
@@ -122,6 +175,9 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 		if _, ok := v.snap.Services[key]; !ok {
 			ch.serviceNew = s.DN
 		}
+		if key == v.self {
+			ch.self = s
+		}
 		v.snap.Services[key] = s
 		return ch, err
 	case e.HasClass("smartSet"):
@@ -129,9 +185,8 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 		if err != nil {
 			return ch, err
 		}
-		key := smartset.Key(s.Name)
-		ch.set, ch.prev, ch.next = s.Name, v.snap.Sets[key], s
-		v.snap.Sets[key] = s
+		ch.set = s.Name
+		ch.prev, ch.next = v.putSet(s)
 	case e.HasClass("tcsLocation"):
 		l, err := ldapdir.ToLocation(e) // kept without bad coordinates
 		ch.location = v.locationChanged(l)
@@ -139,16 +194,4 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 		return ch, err
 	}
 	return ch, nil
-}
-
-// putSet records a set read by search or returned by a write.
-func (v *view) putSet(s smartset.Set) {
-	if s.Name == "" {
-		return
-	}
-	key := smartset.Key(s.Name)
-	if old, ok := v.snap.Sets[key]; ok && old.Epoch > s.Epoch {
-		return // never step back to an older read
-	}
-	v.snap.Sets[key] = s
 }

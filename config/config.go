@@ -74,10 +74,12 @@ type Directory struct {
 	LeaseTTL Duration `toml:"lease_ttl"`
 	// RenewDeadline (extension): an agent that has not refreshed its lease
 	// for this long stops claiming to own anything (self-fencing). When the
-	// file does not set it, it is 2/3 of LeaseTTL, truncated to the
-	// millisecond. Must be less than LeaseTTL and more than LeaseTTL/3, the
-	// refresh period, or the agent would fence itself between two good
-	// refreshes.
+	// file does not set it, it is 2/3 of LeaseTTL or LeaseTTL less 1.1s,
+	// whichever is shorter, truncated to the millisecond. Must be at most
+	// LeaseTTL less 1.1s (slapd stamps lease expiry in whole seconds, so a
+	// lease can end up to 1s before its TTL; 0.1s more covers clock-rate
+	// differences) and more than LeaseTTL/3, or the agent would fence itself
+	// between two good refreshes.
 	RenewDeadline Duration `toml:"renew_deadline"`
 	// Watch is how the agent follows the directory: WatchSyncrepl (RFC 4533
 	// refreshAndPersist, the default) or WatchPoll for servers without
@@ -92,6 +94,18 @@ type Directory struct {
 	// the server for ldaps:// or StartTLS; empty means the system roots.
 	// Resolved like BindPasswordFile. Only allowed when TLS is used.
 	CAFile string `toml:"ca_file"`
+	// TLSCertFile and TLSKeyFile (extension) name the PEM client
+	// certificate and its key that the agent presents in the TLS handshake
+	// with the directory (ldaps:// or StartTLS): for SASLExternal, or for a
+	// server that requires client certificates. Both or neither; resolved
+	// like BindPasswordFile.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// SASLExternal (extension) binds with SASL EXTERNAL instead of a
+	// password: the directory maps the subject of TLSCertFile to the
+	// agent's account (slapd: olcAuthzRegexp). Needs TLS and TLSCertFile;
+	// no password. BindDN, if set, only names the account in messages.
+	SASLExternal bool `toml:"sasl_external"`
 	// InsecureSkipVerify (extension) turns off verification of the server
 	// certificate (testing only). Default false; only allowed when TLS is
 	// used.
@@ -152,6 +166,16 @@ type HTTP struct {
 	// ShutdownTimeout bounds the graceful shutdown of the HTTP server.
 	// Default 10s.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// TLSCertFile and TLSKeyFile name the PEM certificate (chain) and key
+	// of the HTTP API: set both to serve HTTPS (then [service] advertise is
+	// an https:// URL). Resolved against the configuration file's
+	// directory.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// ClientCAFile names a PEM file of CA certificates: with it, every
+	// HTTPS client must present a certificate signed by one of them. Only
+	// with TLSCertFile.
+	ClientCAFile string `toml:"client_ca_file"`
 }
 
 // Log is the [log] table (extension).
@@ -219,10 +243,16 @@ func Default() Config {
 	}
 }
 
-// defaultRenewDeadline is 2/3 of the lease TTL, truncated to the millisecond
-// so that it prints as "3.333s" rather than "3.333333333s".
+// leaseExpiryMargin is how much shorter than its TTL a lease can be: slapd
+// stamps entryExpireTimestamp in whole seconds (1s), plus 0.1s for
+// clock-rate differences. The same rule as ldapdir.LeaseSafeFor.
+const leaseExpiryMargin = 1100 * time.Millisecond
+
+// defaultRenewDeadline is 2/3 of the lease TTL (at most the TTL less
+// leaseExpiryMargin), truncated to the millisecond so that it prints as
+// "3.333s" rather than "3.333333333s".
 func defaultRenewDeadline(ttl time.Duration) time.Duration {
-	return (ttl * 2 / 3).Truncate(time.Millisecond)
+	return min(ttl*2/3, ttl-leaseExpiryMargin).Truncate(time.Millisecond)
 }
 
 // BindPassword returns the bind password read from bind_password_file or

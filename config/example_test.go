@@ -89,5 +89,5 @@ func ExampleConfig_Validate() {
 	cfg.Directory.RenewDeadline = cfg.Directory.LeaseTTL
 	fmt.Println(cfg.Validate())
 	// Output:
-	// [directory] renew_deadline: must be less than [directory] lease_ttl (5s), not 5s
+	// [directory] renew_deadline: must be at most [directory] lease_ttl less 1.1s (3.9s), not 5s: slapd expires leases in whole seconds, so a lease can end up to 1s before its TTL
 }

@@ -554,12 +554,12 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "renew_deadline equal to lease_ttl",
 			file: tomlFile(`directory.lease_ttl = "5s"`, `directory.renew_deadline = "5s"`),
-			want: []string{"tcs.toml: [directory] renew_deadline: must be less than [directory] lease_ttl (5s), not 5s"},
+			want: []string{"tcs.toml: [directory] renew_deadline: must be at most [directory] lease_ttl less 1.1s (3.9s), not 5s"},
 		},
 		{
 			name: "renew_deadline above lease_ttl",
 			file: tomlFile(`directory.renew_deadline = "10s"`),
-			want: []string{"tcs.toml: [directory] renew_deadline: must be less than [directory] lease_ttl (5s), not 10s"},
+			want: []string{"tcs.toml: [directory] renew_deadline: must be at most [directory] lease_ttl less 1.1s (3.9s), not 10s"},
 		},
 		{
 			name: "renew_deadline within one refresh period",

@@ -104,7 +104,7 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "renew_deadline at exactly lease_ttl",
 			change: func(c *config.Config) { c.Directory.RenewDeadline = c.Directory.LeaseTTL },
-			want:   []string{"[directory] renew_deadline: must be less than [directory] lease_ttl (5s), not 5s"},
+			want:   []string{"[directory] renew_deadline: must be at most [directory] lease_ttl less 1.1s (3.9s), not 5s"},
 		},
 		{
 			name: "a longer lease with the default renew_deadline left as is",

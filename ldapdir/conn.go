@@ -22,6 +22,11 @@ type Config struct {
 	BaseDN       string // e.g. dc=example,dc=org
 	BindDN       string // "" = anonymous
 	BindPassword string
+	// SASLExternal binds with SASL EXTERNAL instead of a password: the
+	// identity is the client certificate of TLS (ldaps:// or StartTLS),
+	// which the server maps to an account (slapd: olcAuthzRegexp). BindDN
+	// then only names that account in messages.
+	SASLExternal bool
 	StartTLS     bool        // upgrade an ldap:// connection with StartTLS
 	TLS          *tls.Config // for ldaps:// and StartTLS; nil = system roots
 	// Timeout bounds each operation and each dial (default 5s). The watch
@@ -53,6 +58,12 @@ func (c *Config) fill() error {
 	}
 	if c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldap://") {
 		return fmt.Errorf("ldapdir: StartTLS needs an ldap:// URL, not %q", c.URL)
+	}
+	if c.SASLExternal && !c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldaps://") {
+		return fmt.Errorf("ldapdir: SASL EXTERNAL needs the client certificate of TLS: an ldaps:// URL or StartTLS, not %q", c.URL)
+	}
+	if c.SASLExternal && (c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetClientCertificate == nil)) {
+		return errors.New("ldapdir: SASL EXTERNAL needs a client certificate in the TLS configuration")
 	}
 	if _, err := ldap.ParseDN(c.BaseDN); err != nil || c.BaseDN == "" {
 		return fmt.Errorf("ldapdir: base DN %q is not a DN", c.BaseDN)
@@ -118,18 +129,38 @@ func (c *Config) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn,
 			return nil, fmt.Errorf("StartTLS with %s: %w", c.URL, err)
 		}
 	}
-	if c.BindDN != "" {
+	switch {
+	case c.SASLExternal:
+		if err := conn.ExternalBind(); err != nil {
+			conn.Close()
+			who := "the client certificate"
+			if c.BindDN != "" {
+				who += " of " + c.BindDN
+			}
+			return nil, bindError(c.URL, "SASL EXTERNAL with "+who, err)
+		}
+	case c.BindDN != "":
 		if err := conn.Bind(c.BindDN, c.BindPassword); err != nil {
 			conn.Close()
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-				return nil, fmt.Errorf("bind to %s as %s: wrong DN or password (%v)", c.URL, c.BindDN, err)
-			}
-			return nil, translate(fmt.Sprintf("bind to %s as %s", c.URL, c.BindDN), err)
+			return nil, bindError(c.URL, c.BindDN, err)
 		}
 	}
 	conn.SetTimeout(opTimeout)
 	return conn, nil
 }
+
+// bindError says whose credentials were refused (result 49, or 48 for a
+// SASL mechanism the server will not use) as ErrCredentials, and translates
+// anything else.
+func bindError(url, who string, err error) error {
+	if ldap.IsErrorAnyOf(err, ldap.LDAPResultInvalidCredentials, ldap.LDAPResultInappropriateAuthentication) {
+		return fmt.Errorf("bind to %s as %s: %w: wrong bind DN or password (%v)", url, who, ErrCredentials, err)
+	}
+	return translate(fmt.Sprintf("bind to %s as %s", url, who), err)
+}
+
+// BindDN returns the DN the Dir binds as ("" for anonymous), for messages.
+func (d *Dir) BindDN() string { return d.cfg.BindDN }
 
 func (c *Config) tlsConfig() *tls.Config {
 	if c.TLS != nil {
@@ -181,6 +212,18 @@ func newDir(cfg Config, log logrus.FieldLogger) *Dir {
 // its own: for traffic that must not queue behind bulk reads and writes,
 // such as lease refreshes.
 func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
+
+// CloneWithTimeout is Clone with another bound on each operation and dial:
+// a lease connection uses the renew deadline, so that a refresh stuck on a
+// dead connection is given up (and the connection redialled) while the
+// lease still stands: a reply later than that could not renew it anyway.
+func (d *Dir) CloneWithTimeout(timeout time.Duration) *Dir {
+	cfg := d.cfg
+	if timeout > 0 {
+		cfg.Timeout = timeout
+	}
+	return newDir(cfg, d.log)
+}
 
 // Close closes the connection. Idempotent.
 func (d *Dir) Close() error {

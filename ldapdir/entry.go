@@ -55,7 +55,7 @@ func fromLDAP(le *ldap.Entry) Entry {
 // Attributes read for each kind of entry.
 var (
 	setAttrs      = []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "description", "entryUUID"}
-	serviceAttrs  = []string{"objectClass", "cn", "geoLocation", "tcsEndpoint", "tcsCapacity", "description", "entryTtl", "entryUUID"}
+	serviceAttrs  = []string{"objectClass", "cn", "geoLocation", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "description", "entryTtl", "entryUUID"}
 	locationAttrs = []string{"objectClass", "cn", "tcsCoordinates", "tcsDatabaseURL", "description", "entryUUID"}
 )
 
@@ -69,6 +69,7 @@ func ToSet(e Entry) (smartset.Set, error) {
 		Query:          e.Get("tcsquery"),
 		ReleaseRequest: e.Get("tcsreleaserequest"),
 		Description:    e.Get("description"),
+		UUID:           e.UUID,
 	}
 	if s.Name == "" {
 		s.Name = rdnValue(e.DN)
@@ -91,10 +92,12 @@ func ToSet(e Entry) (smartset.Set, error) {
 // hand into it, which would make its sets look orphaned.
 func ToService(e Entry) (smartset.Service, error) {
 	s := smartset.Service{
-		DN:       e.DN,
-		Name:     e.Get("cn"),
-		Location: e.Get("geolocation"),
-		Endpoint: e.Get("tcsendpoint"),
+		DN:          e.DN,
+		Name:        e.Get("cn"),
+		Location:    e.Get("geolocation"),
+		Endpoint:    e.Get("tcsendpoint"),
+		Incarnation: e.Get("tcsincarnation"),
+		UUID:        e.UUID,
 	}
 	if s.Name == "" {
 		s.Name = rdnValue(e.DN)

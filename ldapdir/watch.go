@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -69,6 +70,13 @@ type WatchSpec struct {
 	// the watch ends (Events closed) and Status().LastError wraps
 	// ErrNoSyncprov.
 	NoPoll bool
+	// IdleTimeout (syncrepl only): a session that receives no message for
+	// this long is taken for stalled (a connection that stays open but no
+	// longer delivers, e.g. behind a frozen network path): it is closed and
+	// redialled, resuming from the cookie. 0 = never. Set it only when
+	// changes are known to keep coming (an agent's own lease refreshes show
+	// up on its watch as modifies of its service entry).
+	IdleTimeout time.Duration
 }
 
 // WatchStatus is the state of a Watch at one moment.
@@ -77,6 +85,9 @@ type WatchStatus struct {
 	Synced     bool   // connected and current (persist phase, or polled)
 	Reconnects int    // how many times the watch had to redial
 	LastError  error  // why the last session ended, nil when none did
+	// LastMessage is when the server last sent anything on the watch (an
+	// entry, a sync info message, a poll result); zero before the first.
+	LastMessage time.Time
 }
 
 // Watch follows the entries under a base and reports every change as an
@@ -226,6 +237,40 @@ func (w *Watch) ended(err error, log interface{ Warnf(string, ...any) }) {
 	log.Warnf("watch: connection lost, redialling: %v", err)
 }
 
+// heard records that the server sent something.
+func (w *Watch) heard() {
+	w.mu.Lock()
+	w.status.LastMessage = time.Now()
+	w.mu.Unlock()
+}
+
+// stallGuard closes conn when no message arrived for IdleTimeout; it stops
+// when ctx ends. stalled reports whether it fired.
+func (w *Watch) stallGuard(ctx context.Context, conn *ldap.Conn) (stalled func() bool) {
+	idle := w.spec.IdleTimeout
+	var fired atomic.Bool
+	if idle <= 0 {
+		return fired.Load
+	}
+	go func() {
+		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if time.Since(w.Status().LastMessage) > idle {
+					fired.Store(true)
+					conn.Close()
+					return
+				}
+			}
+		}
+	}()
+	return fired.Load
+}
+
 func (w *Watch) setStatus(mode string, synced bool) {
 	w.mu.Lock()
 	w.status.Mode = mode
@@ -249,11 +294,14 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 	defer cancel()
 	req := ldap.NewSearchRequest(w.spec.Base, w.spec.Scope, ldap.NeverDerefAliases, 0, 0, false,
 		w.spec.Filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
+	w.heard() // the session starts: the idle clock starts with it
+	stalled := w.stallGuard(sctx, conn)
 	resp := conn.Syncrepl(sctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, w.cookie, false)
 	w.present = map[string]bool{}
 	sawAny := false
 	for resp.Next() {
 		sawAny = true
+		w.heard()
 		if e := resp.Entry(); e != nil {
 			if !w.onEntry(ctx, e, resp.Controls()) {
 				return ctx.Err()
@@ -273,6 +321,9 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 		w.backoff.reset()
 	}
 	err := resp.Err()
+	if stalled() && ctx.Err() == nil {
+		return fmt.Errorf("watch %s: nothing received for %v, connection taken for stalled: %w", w.spec.Base, w.spec.IdleTimeout, ErrUnavailable)
+	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) {
 		// The server cannot resume from our cookie: reload everything;
 		// the present phase of the reload deletes what is gone.
@@ -403,6 +454,7 @@ func (w *Watch) poll(ctx context.Context, conn *ldap.Conn) error {
 		if err != nil {
 			return fmt.Errorf("watch %s: poll: %w", w.spec.Base, err)
 		}
+		w.heard()
 		seen := make(map[string]bool, len(res.Entries))
 		for _, le := range res.Entries {
 			e := fromLDAP(le)

@@ -23,6 +23,10 @@ type Set struct {
 	// that asked the owner to hand the set over, "" when none.
 	ReleaseRequest string
 	Description    string
+	// UUID is the entry's entryUUID when read ("" otherwise): a set deleted
+	// and added again under the same name is another entry, whose epochs
+	// start over.
+	UUID string
 }
 
 // Service is one live agent (objectClass tcsService + dynamicObject).
@@ -35,6 +39,10 @@ type Service struct {
 	Capacity int
 	// TTL is entryTtl in seconds as last read (0 when not read).
 	TTL int
+	// Incarnation is tcsIncarnation: which process holds the lease entry.
+	Incarnation string
+	// UUID is the entry's entryUUID when read ("" otherwise).
+	UUID string
 }
 
 // Location is one tcsLocation entry.

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"tcs/config"
 	"tcs/internal/version"
+	"tcs/ldapdir"
 )
 
 const usage = `usage:
@@ -79,7 +81,16 @@ func mainCode(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tcs-agent %s: %v\n", cmd, err)
+		if errors.Is(err, ldapdir.ErrNameHeld) {
+			return exitNameHeld
+		}
 		return 1
 	}
 	return 0
 }
+
+// exitNameHeld is the exit status of `run` when another live process holds
+// the agent's name (at start, or after this one lost its lease to it):
+// distinct, so that a supervisor can be told not to restart it in a loop
+// (systemd: RestartPreventExitStatus=3).
+const exitNameHeld = 3

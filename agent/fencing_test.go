@@ -1,0 +1,486 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"tcs/internal/faultproxy"
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// Regression tests of issue 14: an agent must never act as owner of a set
+// on the strength of a stale view or a late lease reply. The faults are made
+// with a real TCP proxy between one agent and a real slapd.
+
+type agentSpec struct {
+	url    string        // directory URL (a proxy's), default the server's
+	ttl    time.Duration // default 3s
+	tables Tables
+}
+
+func startVia(t *testing.T, s *ldaptest.Server, name, loc string, spec agentSpec) (*running, *test.Hook) {
+	t.Helper()
+	if spec.url == "" {
+		spec.url = s.URL
+	}
+	if spec.ttl == 0 {
+		spec.ttl = 3 * time.Second
+	}
+	d, err := ldapdir.Open(ldapdir.Config{URL: spec.url, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	if testing.Verbose() {
+		log.SetOutput(tWriter{t})
+	}
+	hook := test.NewLocal(log)
+	a, err := New(d, Options{
+		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://" + name + ".invalid"},
+		LeaseTTL: spec.ttl, ClaimStagger: 200 * time.Millisecond, Logger: log, Tables: spec.tables,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx); d.Close() }()
+	t.Cleanup(r.stop)
+	return r, hook
+}
+
+func proxyTo(t *testing.T, s *ldaptest.Server) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(strings.TrimPrefix(s.URL, "ldap://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// staleOwner samples the directory and then the agent, for every set of
+// loc, for d: the agent must never claim to own a set at an epoch lower
+// than one the directory had committed before the agent was asked (that is
+// an answer a client would get as 200 from a stale owner). It returns how
+// many samples it took.
+func staleOwner(t *testing.T, s *ldaptest.Server, a *Agent, loc string, d time.Duration) int {
+	t.Helper()
+	dir, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	ctx := context.Background()
+	samples := 0
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		sets, err := dir.Sets(ctx, "(geoLocation="+loc+")")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range sets {
+			if epoch, ok := a.Owns(st.Name); ok {
+				samples++
+				if epoch < st.Epoch {
+					t.Fatalf("%s answers as owner of %s at epoch %d after the directory committed epoch %d (owner %s)",
+						a.Name(), st.Name, epoch, st.Epoch, st.Owner)
+				}
+			}
+		}
+	}
+	return samples
+}
+
+func ownedByName(loc, owner string) func(*smartset.Snapshot) error {
+	return func(snap *smartset.Snapshot) error {
+		for _, st := range snap.Sets {
+			if strings.EqualFold(st.Location, loc) && ldapdir.RDNValue(st.Owner) != owner {
+				return fmt.Errorf("%s owned by %q, want %s", st.Name, st.Owner, owner)
+			}
+		}
+		return nil
+	}
+}
+
+// Issue 14, 1: Texas's watch and lease connections freeze past its TTL,
+// California takes its sets; then only the lease connection comes back.
+// Texas registers again, but must re-read its sets before it serves them:
+// with its watch still frozen, its view says it owns them at the old epoch.
+func TestNoServingFromAStaleViewAfterRegisteringAgain(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL()})
+	startVia(t, s, "tcs-california-1", "California", agentSpec{})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	lease := p.Freeze(faultproxy.Lease, faultproxy.Both)
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-california-1"))
+	lease.Remove() // the lease path heals, the watch stays frozen
+	n := staleOwner(t, s, tx.a, "Texas", 8*time.Second)
+	watch.Remove()
+	t.Logf("%d samples of Texas owning a Texas set, none stale", n)
+	// Healed, Texas gets its sets back through the handshake.
+	eventually(t, 30*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	staleOwner(t, s, tx.a, "Texas", time.Second)
+}
+
+// Issue 14, 2: replies to Texas's lease refreshes are held back for longer
+// than the TTL. A refresh counts from when it was sent, so the late replies
+// never make Texas valid, and it never answers as owner behind California.
+func TestALateLeaseReplyIsNotARenewal(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := proxyTo(t, s)
+	viaProxy, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	l, err := viaProxy.Register(ctx, smartset.Service{Name: "tcs-texas-1", Location: "Texas"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, 3*time.Second)
+	defer hold.Remove()
+	start := time.Now()
+	if err := l.Refresh(ctx); err != nil {
+		t.Fatalf("held refresh: %v", err)
+	}
+	took := time.Since(start)
+	if took < 2900*time.Millisecond {
+		t.Fatalf("the reply was not held (took %v)", took)
+	}
+	if l.Valid(2 * time.Second) {
+		t.Fatalf("a refresh whose reply came %v after it was sent made the lease valid for a 2s deadline", took.Round(time.Millisecond))
+	}
+	hold.Remove()
+	if err := l.Refresh(ctx); err != nil || !l.Valid(2*time.Second) {
+		t.Fatalf("a prompt refresh after the hold: %v valid=%v", err, l.Valid(2*time.Second))
+	}
+}
+
+// Issue 14, 2 with agents, at the default TTL (5 s): Texas's refresh
+// replies are held 4.5 s and its watch frozen. A reply that late once made
+// Texas valid again for a renew deadline while its entry expired and
+// California took its sets. Texas must not answer as owner at an epoch
+// behind the directory's at any point, and must serve again once healed.
+func TestHeldLeaseRepliesNeverMakeAStaleOwner(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), ttl: 5 * time.Second})
+	startVia(t, s, "tcs-california-1", "California", agentSpec{ttl: 5 * time.Second})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	hold := p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, 4500*time.Millisecond)
+	staleOwner(t, s, tx.a, "Texas", 12*time.Second)
+	hold.Remove()
+	watch.Remove()
+	staleOwner(t, s, tx.a, "Texas", 2*time.Second)
+	eventually(t, 30*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+}
+
+// Issue 14, 3: a set handed to an agent whose lease goes away while the
+// handoff is in flight is an orphan only the handing agent knows of (the
+// others searched for the dead agent's sets before this one was its). It
+// must be claimed again.
+func TestASetHandedToADeadAgentIsClaimedAgain(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	jp, _ := startVia(t, s, "tcs-japan-1", "Japan", agentSpec{url: p.URL(), ttl: 2 * time.Second})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-japan-1"))
+	// A Texas agent that registers and dies at once (its lease is deleted
+	// as dds would when it expires).
+	ghost, err := open(t, s).Register(context.Background(), smartset.Service{Name: "tcs-texas-9", Location: "Texas"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, jp.a, func(v *view) bool { _, ok := v.snap.Services[smartset.Key(ghost.DN())]; return ok })
+	var moves []smartset.Move
+	jp.a.mu.Lock()
+	jp.a.leaving = true // no reconcile of its own meanwhile: this test plays the race
+	for _, st := range jp.a.v.snap.Sets {
+		if st.Location == "Texas" {
+			moves = append(moves, smartset.Move{Set: st, To: ghost.DN(), Reason: smartset.ReasonLeave})
+		}
+	}
+	jp.a.mu.Unlock()
+	s.Apply("dn: " + ghost.DN() + "\nchangetype: delete\n")
+	waitView(t, jp.a, func(v *view) bool { _, ok := v.snap.Services[smartset.Key(ghost.DN())]; return !ok })
+	time.Sleep(300 * time.Millisecond) // its (owner=...) search has come back empty
+	// The write's reply reaches the agent before the watch's event of the
+	// set leaving its watch (the order a busy connection can give).
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	for _, mv := range moves {
+		jp.a.handoff(context.Background(), mv) // planned before the delete, written after it
+	}
+	eventually(t, 5*time.Second, s, ownedByName("Texas", "tcs-texas-9"))
+	watch.Remove()
+	jp.a.mu.Lock()
+	jp.a.leaving = false
+	jp.a.mu.Unlock()
+	jp.a.poke()
+	eventually(t, 15*time.Second, s, ownedByName("Texas", "tcs-japan-1"))
+}
+
+func open(t *testing.T, s *ldaptest.Server) *ldapdir.Dir {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func setsOf(snap *smartset.Snapshot, loc string) []smartset.Set {
+	var out []smartset.Set
+	for _, st := range snap.Sets {
+		if strings.EqualFold(st.Location, loc) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func waitView(t *testing.T, a *Agent, cond func(*view) bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		a.mu.Lock()
+		ok := cond(a.v)
+		a.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+	t.Fatal("the agent's view never got there")
+}
+
+// Issue 14, 3 during a leave: sets handed to an agent that is gone by the
+// end of the leave are released, so every agent's watch sees them.
+func TestLeaveReleasesSetsHandedToTheDead(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	jp, _ := startVia(t, s, "tcs-japan-1", "Japan", agentSpec{ttl: 2 * time.Second})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-japan-1"))
+	ghost, err := open(t, s).Register(context.Background(), smartset.Service{Name: "tcs-texas-9", Location: "Texas"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed := map[string]smartset.Set{}
+	for _, st := range snapshot(t, s).Sets {
+		if st.Location == "Texas" {
+			got, err := open(t, s).Transfer(context.Background(), st.Name, st.Epoch, ghost.DN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			handed[smartset.Key(st.Name)] = got
+		}
+	}
+	s.Apply("dn: " + ghost.DN() + "\nchangetype: delete\n")
+	jp.a.releaseHandedToTheDead(context.Background(), handed)
+	for _, st := range snapshot(t, s).Sets {
+		if h, ok := handed[smartset.Key(st.Name)]; ok && (st.Owner != "" && smartset.SameDN(st.Owner, ghost.DN()) || st.Epoch < h.Epoch+1) {
+			t.Errorf("%s still owned by the dead agent: owner %q epoch %d", st.Name, st.Owner, st.Epoch)
+		}
+	}
+}
+
+// Issue 14, 4: after a slapd restart the watch infers, at the end of its
+// present phase, the delete of every entry it did not see again, by DN. An
+// agent's entry that was re-created meanwhile (new entryUUID) must survive
+// the late delete of the old one.
+func TestALateDeleteOfAReplacedEntryIsIgnored(t *testing.T) {
+	s := ldaptest.Start(t)
+	a, err := New(open(t, s), Options{Service: smartset.Service{Name: "tcs-japan-1", Location: "Japan"}, Logger: logrus.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dn := a.dir.ServiceDN("tcs-texas-1")
+	entry := func(uuid string) ldapdir.Entry {
+		return ldapdir.Entry{DN: dn, UUID: uuid, Attrs: map[string][]string{
+			"objectclass": {"tcsService", "dynamicObject"}, "cn": {"tcs-texas-1"}, "geolocation": {"Texas"}}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // ends the orphan search the last delete starts
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applyLocked(ctx, ldapdir.Event{Type: ldapdir.EventUpsert, Entry: entry("old")})
+	a.applyLocked(ctx, ldapdir.Event{Type: ldapdir.EventUpsert, Entry: entry("new")})
+	a.applyLocked(ctx, ldapdir.Event{Type: ldapdir.EventDelete, Entry: ldapdir.Entry{DN: dn, UUID: "old"}})
+	if _, ok := a.v.snap.Services[smartset.Key(dn)]; !ok {
+		t.Fatal("the delete of the old entry removed the live agent that replaced it")
+	}
+	a.applyLocked(ctx, ldapdir.Event{Type: ldapdir.EventDelete, Entry: ldapdir.Entry{DN: dn, UUID: "new"}})
+	if _, ok := a.v.snap.Services[smartset.Key(dn)]; ok {
+		t.Fatal("the delete of the live entry was ignored")
+	}
+}
+
+// Issue 14, 5: a graceful leave keeps the lease refreshed, so that a leave
+// that takes longer than the TTL hands every set over instead of racing the
+// swarm's orphan claims.
+func TestALongLeaveKeepsItsLease(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	var ldif strings.Builder
+	const n = 300
+	for i := range n {
+		fmt.Fprintf(&ldif, "dn: cn=tx-%03d,ou=smartsets,dc=example,dc=org\nobjectClass: smartSet\ncn: tx-%03d\ngeoLocation: Texas\n\n", i, i)
+	}
+	s.Apply(ldif.String())
+	p := proxyTo(t, s)
+	tx, hook := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), ttl: 3 * time.Second})
+	startVia(t, s, "tcs-california-1", "California", agentSpec{ttl: 3 * time.Second})
+	eventually(t, 30*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	texas := len(setsOf(snapshot(t, s), "Texas"))
+	// Every write of Texas is slow: the leave takes several TTLs.
+	slow := p.Delay(faultproxy.Not(faultproxy.Lease), faultproxy.ToServer, 80*time.Millisecond)
+	defer slow.Remove()
+	start := time.Now()
+	tx.stop()
+	t.Logf("leave of %d sets took %v (TTL 3s)", texas, time.Since(start).Round(time.Millisecond))
+	var left *logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if e.Message == "left the swarm" {
+			left = e
+		}
+	}
+	if left == nil {
+		t.Fatal("no 'left the swarm' line")
+	}
+	// Every write of the leave was made under a valid lease, so none raced
+	// the swarm's orphan claims. (On a loaded machine the lease may still
+	// lapse; then the leave stops and the swarm claims the rest.)
+	if left.Data["failed"] != 0 {
+		t.Fatalf("leave: %v", left.Data)
+	}
+	t.Logf("leave: %v", left.Data)
+	eventually(t, 10*time.Second, s, ownedByName("Texas", "tcs-california-1"))
+}
+
+// Issue 14, 6: a rescan must not bring back a service the watch has
+// already reported gone (a search result can be older than the delete).
+func TestRescanDoesNotResurrectServices(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	jp, _ := startVia(t, s, "tcs-japan-1", "Japan", agentSpec{})
+	other, err := open(t, s).Register(context.Background(), smartset.Service{Name: "tcs-texas-1", Location: "Texas"}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := smartset.Key(other.DN())
+	waitView(t, jp.a, func(v *view) bool { _, ok := v.snap.Services[key]; return ok })
+	jp.a.mu.Lock()
+	delete(jp.a.v.snap.Services, key) // as the watch's delete would, racing the search below
+	jp.a.mu.Unlock()
+	if err := jp.a.rescan(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	jp.a.mu.Lock()
+	_, back := jp.a.v.snap.Services[key]
+	jp.a.mu.Unlock()
+	if back {
+		t.Fatal("rescan put back a service the watch had removed")
+	}
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	owned map[string]int64
+}
+
+func (r *recorder) Own(s smartset.Set, _ smartset.Location) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.owned[smartset.Key(s.Name)] = s.Epoch
+}
+
+func (r *recorder) Drop(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.owned, smartset.Key(name))
+}
+
+func (r *recorder) has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.owned[smartset.Key(name)]
+	return ok
+}
+
+// Issue 14, 7: a set the agent owns that a write finds gone (deleted while
+// the watch is behind) leaves the table cache at once, and does not come
+// back relabelled when a set of the same name is added again.
+func TestASetFoundGoneLeavesTheTableCache(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	rec := &recorder{owned: map[string]int64{}}
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), tables: rec})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	if !rec.has("texas-routers") {
+		t.Fatal("the table cache does not have texas-routers")
+	}
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	s.Apply("dn: cn=texas-routers,ou=smartsets,dc=example,dc=org\nchangetype: delete\n")
+	tx.a.mu.Lock()
+	st := tx.a.v.snap.Sets["texas-routers"]
+	tx.a.mu.Unlock()
+	tx.a.handoff(context.Background(), smartset.Move{Set: st, To: ""}) // finds it gone
+	if rec.has("texas-routers") {
+		t.Fatal("the set the write found gone is still in the table cache")
+	}
+	watch.Remove()
+	if _, ok := tx.a.Owns("texas-routers"); ok {
+		t.Fatal("still owns a deleted set")
+	}
+}
+
+// Issue 14: a watch connection that stays open but delivers nothing (a
+// frozen network path) is detected: /readyz says so within about a TTL, and
+// the watch redials and is current again once the path heals.
+func TestAStalledWatchIsNotReady(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), ttl: 3 * time.Second})
+	waitReady := func(want bool, within time.Duration) string {
+		t.Helper()
+		var why string
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			var ok bool
+			if ok, why = tx.a.Ready(); ok == want {
+				return why
+			}
+		}
+		t.Fatalf("ready never became %v within %v (last: %q)", want, within, why)
+		return ""
+	}
+	waitReady(true, 20*time.Second)
+	frozen := time.Now()
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	why := waitReady(false, 3*time.Second+3*time.Second)
+	t.Logf("not ready %v after the watch froze: %s", time.Since(frozen).Round(time.Millisecond), why)
+	if !strings.Contains(why, "watch") {
+		t.Errorf("the reason does not name the watch: %q", why)
+	}
+	for end := time.Now().Add(5 * time.Second); tx.a.watch.Status().Reconnects == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the stalled watch was never redialled: %+v", tx.a.watch.Status())
+		}
+	}
+	t.Logf("redialled %v after the watch froze: %v", time.Since(frozen).Round(time.Millisecond), tx.a.watch.Status().LastError)
+	watch.Remove()
+	healed := time.Now()
+	waitReady(true, 15*time.Second)
+	t.Logf("ready again %v after the path healed", time.Since(healed).Round(time.Millisecond))
+}
