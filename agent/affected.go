@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -213,7 +214,7 @@ func (a *Agent) rereadAffected(ctx context.Context) {
 		}
 		for name := range sets {
 			a.log.WithField("set", name).Debug("re-reading a set this agent asked for that went elsewhere")
-			a.reread(ctx, name)
+			a.rereadSet(ctx, name, nil)
 		}
 		a.mu.Lock()
 		if overflow && ifRoom && !a.hasRoomLocked() {
@@ -381,4 +382,44 @@ func (a *Agent) backoffLocked(now time.Time) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// rereadSet reads set name again into the view and asks for a reconcile;
+// check, when not nil, is given the set read.
+func (a *Agent) rereadSet(ctx context.Context, name string, check func(smartset.Set)) {
+	s, err := a.dir.Set(ctx, name)
+	if err == nil && check != nil {
+		check(s)
+	}
+	var changes []Change
+	a.mu.Lock()
+	switch {
+	case err == nil:
+		changes = a.putSetLocked(s)
+	case errors.Is(err, ldapdir.ErrNotFound):
+		changes = a.dropSetLocked(name)
+	}
+	a.mu.Unlock()
+	a.notify(changes)
+	a.poke()
+}
+
+// wroteRequest is wrote for the writes that assert the release request
+// seen as well as the epoch (request, reject, handoff to the requester): a
+// conflict where only the request changed is a real race, so only a set
+// found at the asserted epoch *and* request feeds the ACL check.
+func (a *Agent) wroteRequest(ctx context.Context, op string, s smartset.Set, err error) bool {
+	if !errors.Is(err, ldapdir.ErrConflict) {
+		return a.wrote(ctx, op, s, err)
+	}
+	a.m.Writes.WithLabelValues(op, "conflict").Inc()
+	a.m.CASConflicts.WithLabelValues(op).Inc()
+	a.log.WithFields(logrus.Fields{"set": s.Name, "epoch": s.Epoch, "op": op}).Debug("lost a compare-and-swap race; re-reading")
+	a.rereadSet(ctx, s.Name, func(now smartset.Set) {
+		if now.Epoch == s.Epoch && !smartset.SameDN(now.ReleaseRequest, s.ReleaseRequest) {
+			return // the request changed: a real race
+		}
+		a.checkAssertion(op, s.Epoch, now)
+	})
+	return false
 }

@@ -218,16 +218,17 @@ func (a *Agent) handoff(ctx context.Context, mv smartset.Move) {
 	}
 	var got smartset.Set
 	var err error
-	op := "transfer"
+	op, wrote := "transfer", a.wrote
 	if mv.To == "" {
 		op = "release"
 		got, err = a.dir.Release(ctx, mv.Set.Name, mv.Set.Epoch)
 	} else if mv.Set.ReleaseRequest != "" && smartset.SameDN(mv.Set.ReleaseRequest, mv.To) {
 		got, err = a.dir.TransferRequested(ctx, mv.Set.Name, mv.Set.Epoch, mv.To) // the request judged is still there
+		wrote = a.wroteRequest
 	} else {
 		got, err = a.dir.Transfer(ctx, mv.Set.Name, mv.Set.Epoch, mv.To)
 	}
-	if a.wrote(ctx, op, mv.Set, err) {
+	if wrote(ctx, op, mv.Set, err) {
 		a.owned(mv.Set, got, mv.Reason)
 	}
 }
@@ -237,7 +238,7 @@ func (a *Agent) request(ctx context.Context, s smartset.Set) {
 		return
 	}
 	err := a.dir.RequestReleaseOver(ctx, s.Name, s.Epoch, s.ReleaseRequest, a.selfDN) // never over a request written since
-	if a.wrote(ctx, "request", s, err) {
+	if a.wroteRequest(ctx, "request", s, err) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "owner": s.Owner, "epoch": s.Epoch}).Info("asked the owner to hand the set over")
 		s.ReleaseRequest = a.selfDN
 		a.mu.Lock()
@@ -252,7 +253,7 @@ func (a *Agent) clearRequest(ctx context.Context, s smartset.Set) {
 		return
 	}
 	err := a.dir.ClearRequestOf(ctx, s.Name, s.Epoch, s.ReleaseRequest) // only the request judged
-	if a.wrote(ctx, "clear", s, err) {
+	if a.wroteRequest(ctx, "clear", s, err) {
 		a.log.WithFields(logrus.Fields{"set": s.Name, "requester": s.ReleaseRequest, "epoch": s.Epoch}).Info("rejected a release request (requester gone or not better placed)")
 		s.ReleaseRequest = ""
 		a.mu.Lock()

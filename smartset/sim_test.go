@@ -572,7 +572,11 @@ func TestSimulation(t *testing.T) {
 	t.Logf("seed %d (replay: go test ./smartset -run TestSimulation -sim.seed=%d)", seed, seed)
 	// make test runs a short simulation under the race detector; set
 	// TCS_SIM_SETS / TCS_SIM_TOPOLOGIES for a longer one.
-	nSets, topologies := envInt("TCS_SIM_SETS", 1000), envInt("TCS_SIM_TOPOLOGIES", 2)
+	defSets := 1000
+	if raceEnabled {
+		defSets = 300
+	}
+	nSets, topologies := envInt("TCS_SIM_SETS", defSets), envInt("TCS_SIM_TOPOLOGIES", 2)
 	const interleaving = 3
 	for ti := range topologies {
 		rng := rand.New(rand.NewPCG(seed, uint64(ti)))
