@@ -102,6 +102,8 @@ func (a *Agent) affected(ctx context.Context, ch change) {
 	defer p.mu.Unlock()
 	queued := false
 	if lc := ch.location; lc != nil {
+		// A rejected request was judged on the old distances: ask again.
+		clear(a.requested)
 		l := lc.next
 		if l.Name == "" { // removed
 			l = lc.prev

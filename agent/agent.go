@@ -138,7 +138,7 @@ type requested struct {
 
 // requestBackoff is how long a rejected release request is not repeated
 // for the same epoch of a set.
-const requestBackoff = 30 * time.Second
+const requestBackoff = 5 * time.Second
 
 // Change is one ownership change this agent saw happen to a set it owns or
 // now owns (for the table cache).

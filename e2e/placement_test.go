@@ -19,6 +19,7 @@ import (
 // restarts that agent with the new config (stop the old process first).
 func (s *swarm) startWith(name, location string, capacity int) *agentProc {
 	s.t.Helper()
+	acct := s.account(name) // its own account under the shipped ACLs
 	port, err := ldaptest.FreePort()
 	if err != nil {
 		s.t.Fatal(err)
@@ -37,7 +38,7 @@ capacity = %d
 url = %q
 base_dn = %q
 bind_dn = %q
-bind_password_file = "password"
+bind_password_file = %q
 lease_ttl = "%ds"
 
 [placement]
@@ -45,7 +46,7 @@ reconcile_interval = "1s"
 
 [log]
 level = "debug"
-`, name, location, port, port, capacity, s.srv.URL, s.srv.BaseDN, s.srv.BindDN, int(s.ttl/time.Second))
+`, name, location, port, port, capacity, s.srv.URL, s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second))
 	if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
