@@ -512,7 +512,7 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "orphans in one location spread over its agents by load, each claimed at rank 0 by one",
+			name: "orphans in one location spread evenly over its agents (existing sets by balance), each claimed at rank 0 by one",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
@@ -524,7 +524,7 @@ func TestDecide(t *testing.T) {
 				return snap
 			},
 			opts: Options{Self: texas, MoveBudget: 10},
-			want: plan{Claims: []string{"texas-a@2", "texas-b@2", "texas-c@2", "texas-d@0", "texas-e@1"}},
+			want: plan{Claims: []string{"texas-a@0", "texas-b@2", "texas-c@2", "texas-d@0", "texas-e@2"}},
 		},
 		{
 			name: "claims stop at Self's capacity: the rest go to the next-ranked",

@@ -26,6 +26,12 @@ type Candidate struct {
 	// AtCapacity is Capacity > 0 && Owned >= Capacity: taking this set would
 	// put the service over its capacity.
 	AtCapacity bool
+	// Load orders equally placed candidates with the same spare capacity
+	// (two without a limit): fewer first. It is Owned, except while
+	// orphans are allocated, where it counts only the orphans allocated so
+	// far in that pass: agents whose views count others' sets differently
+	// still agree on who takes which orphan.
+	Load int
 	// Hash is RendezvousHash(service DN, set name), the final tie-break.
 	Hash uint64
 }
@@ -119,6 +125,7 @@ type ranking struct {
 	locKnown   bool
 	storedKey  string // Key of the owner of the snapshot's copy of the set
 	storedHeld bool   // the snapshot holds the set and it has an owner
+	loads      Counts // for Candidate.Load; nil: Owned
 }
 
 // newRanking prepares the ranking of set. names may be nil; a caller ranking
@@ -155,6 +162,10 @@ func (r *ranking) candidate(svcKey string, svc Service) Candidate {
 	}
 	c.Owned = max(c.Owned, 0)
 	c.AtCapacity = svc.Capacity > 0 && c.Owned >= svc.Capacity
+	c.Load = c.Owned
+	if r.loads != nil {
+		c.Load = r.loads[svcKey]
+	}
 	return c
 }
 
@@ -213,7 +224,7 @@ func compareLoad(a, b Candidate) int {
 	if c := cmp.Compare(spare(b), spare(a)); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.Owned, b.Owned)
+	return cmp.Compare(a.Load, b.Load)
 }
 
 // spare is the room left under the service's capacity, +Inf when unlimited.
