@@ -316,7 +316,6 @@ func (d *decider) claims(orphans []Set) []Claim {
 	}
 	running := maps.Clone(d.counts)
 	running[d.selfKey] += d.outstanding // the room its requests reserve
-	placed := Counts{}                  // orphans allocated in this pass, per agent
 	type item struct {
 		set  Set
 		key  string
@@ -325,7 +324,6 @@ func (d *decider) claims(orphans []Set) []Claim {
 	}
 	look := func(it *item) {
 		r := newRanking(d.snap, running, d.names, it.set)
-		r.loads = placed
 		first := true
 		for k, svc := range d.snap.Services {
 			if c := r.candidate(k, svc); first || compareCandidates(c, it.best) < 0 {
@@ -371,10 +369,8 @@ func (d *decider) claims(orphans []Set) []Claim {
 			continue
 		}
 		r := newRanking(d.snap, running, d.names, it.set)
-		r.loads = placed
 		out = append(out, Claim{Set: it.set, Rank: r.position(d.selfKey, d.self)})
 		running[it.bKey]++
-		placed[it.bKey]++
 	}
 	slices.SortFunc(out, func(a, b Claim) int { return cmp.Compare(key(a.Set.Name), key(b.Set.Name)) })
 	return out

@@ -512,7 +512,7 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "orphans in one location spread evenly over its agents (existing sets by balance), each claimed at rank 0 by one",
+			name: "orphans among agents of one location without a limit go by hash (balance evens them out), each claimed at rank 0 by one",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
@@ -524,7 +524,22 @@ func TestDecide(t *testing.T) {
 				return snap
 			},
 			opts: Options{Self: texas, MoveBudget: 10},
-			want: plan{Claims: []string{"texas-a@0", "texas-b@2", "texas-c@2", "texas-d@0", "texas-e@2"}},
+			want: plan{Claims: []string{"texas-a@0", "texas-b@1", "texas-c@2", "texas-d@0", "texas-e@0"}},
+		},
+		{
+			name: "orphans go to the equally placed agent with most spare capacity",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 10)
+				addService(snap, serviceDN("tcs-texas-2"), "Texas", 4)
+				addSet(snap, "texas-owned", "Texas", texas, "")
+				for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+					addSet(snap, "texas-"+n, "Texas", "", "")
+				}
+				return snap
+			},
+			opts: Options{Self: serviceDN("tcs-texas-2"), MoveBudget: 10},
+			want: plan{Claims: []string{"texas-a@1", "texas-b@1", "texas-c@1", "texas-d@1", "texas-e@1", "texas-f@1", "texas-g@0", "texas-h@0"}},
 		},
 		{
 			name: "claims stop at Self's capacity: the rest go to the next-ranked",

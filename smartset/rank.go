@@ -26,12 +26,6 @@ type Candidate struct {
 	// AtCapacity is Capacity > 0 && Owned >= Capacity: taking this set would
 	// put the service over its capacity.
 	AtCapacity bool
-	// Load orders equally placed candidates with the same spare capacity
-	// (two without a limit): fewer first. It is Owned, except while
-	// orphans are allocated, where it counts only the orphans allocated so
-	// far in that pass: agents whose views count others' sets differently
-	// still agree on who takes which orphan.
-	Load int
 	// Hash is RendezvousHash(service DN, set name), the final tie-break.
 	Hash uint64
 }
@@ -65,7 +59,7 @@ func Rank(snap *Snapshot, set Set) []Candidate {
 //  2. same location as the set before another location;
 //  3. known distance before unknown, then the smaller distance first;
 //  4. less load: more spare capacity (Capacity − Owned; Capacity 0 is
-//     unlimited) first, then fewer sets owned;
+//     unlimited) first;
 //  5. higher Hash first;
 //  6. Key(service DN) ascending.
 //
@@ -125,7 +119,6 @@ type ranking struct {
 	locKnown   bool
 	storedKey  string // Key of the owner of the snapshot's copy of the set
 	storedHeld bool   // the snapshot holds the set and it has an owner
-	loads      Counts // for Candidate.Load; nil: Owned
 }
 
 // newRanking prepares the ranking of set. names may be nil; a caller ranking
@@ -162,10 +155,6 @@ func (r *ranking) candidate(svcKey string, svc Service) Candidate {
 	}
 	c.Owned = max(c.Owned, 0)
 	c.AtCapacity = svc.Capacity > 0 && c.Owned >= svc.Capacity
-	c.Load = c.Owned
-	if r.loads != nil {
-		c.Load = r.loads[svcKey]
-	}
 	return c
 }
 
@@ -218,13 +207,12 @@ func boolFirst(leftHasIt bool) int {
 }
 
 // compareLoad orders the less loaded of two equally placed candidates
-// first: more spare capacity (unlimited counts as infinite), then, between
-// two with the same spare capacity (two unlimited ones), fewer sets owned.
+// first: more spare capacity (unlimited counts as infinite). Two without a
+// limit tie here and go by the hash: ordering them by the sets they own
+// would make agents whose views count differently both claim the same
+// orphan; the balance rule of Decide evens them out instead.
 func compareLoad(a, b Candidate) int {
-	if c := cmp.Compare(spare(b), spare(a)); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Load, b.Load)
+	return cmp.Compare(spare(b), spare(a))
 }
 
 // spare is the room left under the service's capacity, +Inf when unlimited.
