@@ -281,7 +281,7 @@ func (a *Agent) start(ctx context.Context) error {
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
 		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
-		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description"},
+		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description", "entryCSN"},
 		Poll:         a.opts.Poll,
 		PollInterval: a.opts.PollInterval,
 		// The agent's own lease refreshes reach its watch as modifies of

@@ -519,3 +519,27 @@ func TestAnAgentWhoseEntryIsReplacedGivesWay(t *testing.T) {
 		t.Fatal("the agent still answers as owner")
 	}
 }
+
+// A release request leaves the epoch alone: a read of the set taken before
+// the request was written (e.g. the re-read of a recovering owner) must not
+// overwrite the watch's newer event, or the owner never sees the request.
+func TestAnOlderReadDoesNotHideARequest(t *testing.T) {
+	v := newView("cn=tcs-austin-1,ou=services,dc=example,dc=org", "Austin")
+	base := smartset.Set{Name: "s1", Location: "Sacramento", Owner: "cn=tcs-austin-1,ou=services,dc=example,dc=org", Epoch: 7, UUID: "u1"}
+	withRequest := base
+	withRequest.ReleaseRequest = "cn=tcs-sacramento-1,ou=services,dc=example,dc=org"
+	withRequest.CSN = "20261202142537.790000Z#000000#000#000000"
+	before := base
+	before.CSN = "20261202142537.700000Z#000000#000#000000"
+	v.putSet(withRequest) // the watch's event
+	v.putSet(before)      // the re-read, answered before the request was written
+	if got := v.snap.Sets["s1"]; got.ReleaseRequest == "" {
+		t.Fatalf("the older read hid the release request: %+v", got)
+	}
+	after := base
+	after.Epoch, after.Owner, after.CSN = 8, withRequest.ReleaseRequest, "20261202142538.000000Z#000000#000#000000"
+	v.putSet(after)
+	if got := v.snap.Sets["s1"]; got.Epoch != 8 {
+		t.Fatalf("a newer state was refused: %+v", got)
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -28,7 +29,7 @@ func (a *Agent) leave(ctx context.Context) error {
 	}
 	moved, failed := 0, 0
 	handed := map[string]smartset.Set{} // set key -> as handed over
-	for round := 0; round < 5 && a.valid(); round++ {
+	for round := 0; round < 5 && a.awaitValid(ctx); round++ {
 		// What this agent owns, and who is alive, read fresh.
 		mine, err := a.dir.SetsOwnedBy(ctx, a.selfDN)
 		if err != nil && mine == nil {
@@ -88,6 +89,27 @@ func (a *Agent) leave(ctx context.Context) error {
 	a.releaseHandedToTheDead(ctx, handed)
 	log.WithFields(logrus.Fields{"handed_over": moved, "failed": failed, "lease_valid": a.valid()}).Info("left the swarm")
 	return nil
+}
+
+// awaitValid reports whether the agent may write, waiting up to a lease TTL
+// for a lapse to heal: a refresh that came late (a loaded machine) fences
+// the agent until it has re-read its sets, and a leave that gave up then
+// would leave its sets to the slower orphan takeover. A lease that is lost
+// does not come back while leaving.
+func (a *Agent) awaitValid(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for end := time.Now().Add(a.opts.LeaseTTL); !a.valid(); {
+		if time.Now().After(end) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // handOver writes one handoff of the leave and reports the set as written.

@@ -35,8 +35,8 @@ func (a *Agent) keepLease(ctx, runCtx context.Context) error {
 			if took > a.opts.LeaseTTL/6 {
 				a.log.WithField("took", took).Warn("slow lease refresh")
 			}
-			if a.fenced.Load() && runCtx.Err() == nil {
-				a.recover(ctx, l) // renewed again after a gap
+			if a.fenced.Load() {
+				a.recover(ctx, l) // renewed again after a gap (also while leaving)
 			}
 		})
 		if ctx.Err() != nil {

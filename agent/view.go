@@ -12,8 +12,9 @@ import (
 // cover (see watched).
 //
 // Two rules keep it from going back in time, whatever order reads and
-// events arrive in: a set never steps back to an older epoch of the same
-// entry (epochs only grow), and a delete removes an entry only if it is the
+// events arrive in: a set never steps back to an older state of the same
+// entry (by entryCSN, or by epoch, which only grows, when a state has no
+// CSN), and a delete removes an entry only if it is the
 // entry the view holds under that name (same entryUUID), so the late delete
 // of an entry that has since been added again is ignored.
 type view struct {
@@ -59,8 +60,17 @@ func (v *view) putSet(s smartset.Set) (prev, next smartset.Set) {
 	}
 	key := smartset.Key(s.Name)
 	old, ok := v.snap.Sets[key]
-	if ok && old.Epoch > s.Epoch && (old.UUID == "" || s.UUID == "" || old.UUID == s.UUID) {
-		return old, old // never step back to an older read of the same entry
+	if ok && (old.UUID == "" || s.UUID == "" || old.UUID == s.UUID) {
+		// Never step back to an older read of the same entry: by entryCSN
+		// when both reads have one (a release request leaves the epoch
+		// alone), else by epoch.
+		older := old.Epoch > s.Epoch
+		if old.CSN != "" && s.CSN != "" {
+			older = s.CSN < old.CSN
+		}
+		if older {
+			return old, old
+		}
 	}
 	if s.UUID == "" && ok {
 		s.UUID = old.UUID // a write's answer without entryUUID: the same entry

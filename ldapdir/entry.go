@@ -54,7 +54,7 @@ func fromLDAP(le *ldap.Entry) Entry {
 
 // Attributes read for each kind of entry.
 var (
-	setAttrs      = []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "description", "entryUUID"}
+	setAttrs      = []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "description", "entryUUID", "entryCSN"}
 	serviceAttrs  = []string{"objectClass", "cn", "geoLocation", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "description", "entryTtl", "entryUUID"}
 	locationAttrs = []string{"objectClass", "cn", "tcsCoordinates", "tcsDatabaseURL", "description", "entryUUID"}
 )
@@ -70,6 +70,7 @@ func ToSet(e Entry) (smartset.Set, error) {
 		ReleaseRequest: e.Get("tcsreleaserequest"),
 		Description:    e.Get("description"),
 		UUID:           e.UUID,
+		CSN:            e.Get("entrycsn"),
 	}
 	if s.Name == "" {
 		s.Name = rdnValue(e.DN)

@@ -18,7 +18,7 @@
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
 # TCS_ROOTPW (secret — development only; stored hashed), TCS_OVERLAYS
-# ("syncprov dds"), TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or
+# ("syncprov dds accesslog"), TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or
 # /usr/sbin/slapd), TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps://
 # and StartTLS), TCS_TLS_CA (PEM: with TCS_TLS_CERT, ask clients for a
 # certificate and map its subject "cn=NAME,ou=agents,..." to the agent account
@@ -33,7 +33,7 @@ schema_dir="$here/../schema"
 suffix=${TCS_SUFFIX:-dc=example,dc=org}
 rootdn=${TCS_ROOTDN:-cn=admin,$suffix}
 rootpw=${TCS_ROOTPW:-secret}
-overlays=${TCS_OVERLAYS:-syncprov dds}
+overlays=${TCS_OVERLAYS:-syncprov dds accesslog}
 loglevel=${TCS_LOGLEVEL:-none}
 moduledir=${TCS_MODULEDIR:-/usr/lib/ldap}
 sysschema=${TCS_SYSSCHEMA:-/etc/ldap/schema}
@@ -112,14 +112,14 @@ cmd_init() {
   case "${suffix%%=*}" in dc|DC) ;; *) die "TCS_SUFFIX=$suffix: the suffix must start with dc= (e.g. dc=example,dc=org)";; esac
   [ -e "$dir/slapd.d/cn=config.ldif" ] && die "$dir already holds a slapd configuration (slapd.sh down $dir first)"
   umask 077 # the rendered files hold the admin password
-  mkdir -p "$dir/slapd.d" "$dir/data" "$dir/run"
+  mkdir -p "$dir/slapd.d" "$dir/data" "$dir/data/accesslog" "$dir/run"
   dir=$(cd "$dir" && pwd)
   cp "$schema_dir/tcs.ldif" "$dir/tcs-schema.ldif"
   rootpw_hash=$(printf '%s' "$rootpw" | hash_password)
   {
     render "$schema_dir/slapd.ldif" "$dir"
     for o in $overlays; do
-      [ -f "$schema_dir/overlay-$o.ldif" ] || die "TCS_OVERLAYS: unknown overlay $o (have: syncprov dds)"
+      [ -f "$schema_dir/overlay-$o.ldif" ] || die "TCS_OVERLAYS: unknown overlay $o (have: syncprov dds accesslog)"
       echo
       render "$schema_dir/overlay-$o.ldif" "$dir"
     done

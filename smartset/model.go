@@ -27,6 +27,10 @@ type Set struct {
 	// and added again under the same name is another entry, whose epochs
 	// start over.
 	UUID string
+	// CSN is the entry's entryCSN when read ("" otherwise): it orders two
+	// reads of the same entry even when a change (a release request) left
+	// the epoch alone.
+	CSN string
 }
 
 // Service is one live agent (objectClass tcsService + dynamicObject).

@@ -107,7 +107,7 @@ func WithDebug(level string) Option {
 	return func(o *options) { o.debug = level }
 }
 
-// WithOverlays replaces the default overlays ("syncprov", "dds"), e.g.
+// WithOverlays replaces the default overlays ("syncprov", "dds", "accesslog"), e.g.
 // WithOverlays("dds") for a server without syncprov.
 func WithOverlays(names ...string) Option {
 	return func(o *options) { o.overlays = names }
@@ -128,7 +128,7 @@ func WithLDIF(paths ...string) Option {
 // Start makes and starts a server for t and stops it when t ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	o := options{overlays: []string{"syncprov", "dds"}}
+	o := options{overlays: []string{"syncprov", "dds", "accesslog"}}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -1,0 +1,173 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Defaults of TestChaos inside `make test`: a fixed seed, so the schedule is
+// the same on every run (seed 297's minute holds every fault kind:
+// TestDefaultScheduleCoversEveryKind); `make chaos` passes a fresh seed.
+const (
+	defaultSeed     = 297
+	defaultDuration = 60 * time.Second
+	leaseTTL        = 2 * time.Second
+	readerClients   = 3
+	samplePeriod    = 300 * time.Millisecond
+)
+
+// TestChaos is issue 10's run: real slapd, six agents through one
+// faultproxy each, a seeded schedule of overlapping faults, recording
+// clients, then the checker. CHAOS_SEED and CHAOS_DURATION (a Go duration)
+// change the run; a failing run keeps its directory (agent logs, configs,
+// timeline, report, slapd's data) and says where.
+func TestChaos(t *testing.T) {
+	seed, dur := int64(defaultSeed), defaultDuration
+	if s := os.Getenv("CHAOS_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED=%q: not an integer", s)
+		}
+		seed = v
+	}
+	if s := os.Getenv("CHAOS_DURATION"); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil || v < 10*time.Second {
+			t.Fatalf("CHAOS_DURATION=%q: want a Go duration of at least 10s (e.g. 60s, 10m)", s)
+		}
+		dur = v
+	}
+	fmt.Fprintf(os.Stderr, "chaos: seed %d, duration %v (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v)\n", seed, dur, seed, dur)
+	t.Logf("chaos: seed %d, duration %v", seed, dur)
+
+	dir, err := os.MkdirTemp("", "tcs-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeline, err := os.Create(filepath.Join(dir, "timeline.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer timeline.Close()
+	rec := newRecorder(seed, dur, leaseTTL, timeline, t.Logf)
+	c := newCluster(t, dir, leaseTTL, rec)
+	for _, name := range c.order {
+		c.start(c.agents[name], false)
+	}
+	c.settle(t, 90*time.Second)
+
+	steps := Plan(seed, dur, topology(leaseTTL))
+	for _, s := range steps {
+		fmt.Fprintf(timeline, "plan %s\n", s)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	start := time.Now()
+	rec.begin(start)
+	c.sampler(ctx, rec, samplePeriod, &bg)
+	c.readers(ctx, readerClients, seed, &bg)
+	var faults sync.WaitGroup
+	for _, s := range steps {
+		faults.Add(1)
+		go func(s Step) {
+			defer faults.Done()
+			c.inject(start, s)
+		}(s)
+	}
+	faults.Wait()
+	healed := time.Now()
+	rec.say("every fault healed; waiting for the swarm to settle (bound TTL+10s)")
+	c.converge(healed, leaseTTL+12*time.Second)
+	cancel()
+	bg.Wait()
+
+	h := rec.finish(time.Now())
+	if h.Final, err = c.finalSets(); err != nil {
+		t.Errorf("chaos: %v", err)
+		h.Final = nil
+	}
+	if h.Commits, err = c.commits(); err != nil {
+		t.Errorf("chaos: %v", err)
+	}
+	results := Check(h)
+	var out bytes.Buffer
+	Report(&out, h, results)
+	os.WriteFile(filepath.Join(dir, "report.txt"), out.Bytes(), 0o600)
+	fmt.Fprint(os.Stderr, out.String())
+	violations := 0
+	for _, r := range results {
+		violations += len(r.Violations)
+	}
+	if violations > 0 || t.Failed() {
+		t.Errorf("chaos: seed %d: %d violations; kept the run in %s (timeline.log, report.txt, agent logs) and slapd's data in %s",
+			seed, violations, dir, c.srv.Dir)
+		t.Logf("agent log tails:\n%s", c.logTails(15))
+		return
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+}
+
+// settle waits until the directory shows every set placed optimally, before
+// the schedule starts.
+func (c *cluster) settle(t *testing.T, within time.Duration) {
+	t.Helper()
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	probe := newRecorder(0, 0, c.ttl, os.Stderr, func(string, ...any) {})
+	c.sampler(sctx, probe, samplePeriod, &wg)
+	deadline := time.Now().Add(within)
+	for {
+		ok, bad := probe.allOptimal(time.Time{})
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("chaos: the swarm did not place every set optimally within %v before the run (%d not optimal: %s)\n%s",
+				within, bad, probe.describeNonOptimal(), c.logTails(20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+}
+
+// converge waits until every set has been optimal for 3 s, or bound after
+// healed.
+func (c *cluster) converge(healed time.Time, bound time.Duration) {
+	var goodSince time.Time
+	for time.Since(healed) < bound {
+		ok, _ := c.rec.allOptimal(healed)
+		switch {
+		case !ok:
+			goodSince = time.Time{}
+		case goodSince.IsZero():
+			goodSince = time.Now()
+		case time.Since(goodSince) > 3*time.Second:
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestDefaultScheduleCoversEveryKind(t *testing.T) {
+	seen := map[Kind]int{}
+	for _, s := range Plan(defaultSeed, defaultDuration, topology(leaseTTL)) {
+		seen[s.Kind]++
+	}
+	for _, k := range Kinds {
+		if seen[k] == 0 {
+			t.Errorf("the default %v schedule (seed %d) has no %s", defaultDuration, defaultSeed, k)
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package chaos
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+
+const (
+	dnA = "cn=tcs-a,ou=services,dc=example,dc=org"
+	dnB = "cn=tcs-b,ou=services,dc=example,dc=org"
+)
+
+// cleanHistory is a small run that keeps every invariant: tcs-a owns s1 at
+// epoch 1, is killed at +3s (restarted at +12s), its lease goes at +5s and
+// tcs-b claims s1 at epoch 2 at +5.5s; s2 stays with tcs-b at epoch 1.
+func cleanHistory() *History {
+	h := &History{
+		Seed: 42, Duration: 30 * time.Second, TTL: 2 * time.Second, Start: t0, End: at(30),
+		Processes: []Process{
+			{ID: "tcs-a#1", Agent: "tcs-a", Port: 1001, Start: at(0), End: at(3), Planned: true, Exit: "signal: killed"},
+			{ID: "tcs-a#2", Agent: "tcs-a", Port: 1001, Start: at(12)},
+			{ID: "tcs-b#1", Agent: "tcs-b", Port: 1002, Start: at(0)},
+		},
+		Faults: []Fault{{Kind: Kill9, Target: "tcs-a", Start: at(3), End: at(12)}},
+		Commits: []Commit{
+			{At: at(0.5), Seq: "01", Set: "s1", Type: "add"},
+			{At: at(0.5), Seq: "02", Set: "s2", Type: "add"},
+			{At: at(1), Seq: "03", Set: "s1", Type: "modify", Owner: dnA, Epoch: 1},
+			{At: at(1), Seq: "04", Set: "s2", Type: "modify", Owner: dnB, Epoch: 1},
+			{At: at(5.5), Seq: "05", Set: "s1", Type: "modify", Owner: dnB, Epoch: 2},
+			{At: at(6), Seq: "06", Set: "s1", Type: "modify", Epoch: 0}, // a release request
+		},
+		Reads: []Read{
+			{Set: "s1", Port: 1001, Asked: 1001, Status: 200, Epoch: 1, Start: at(1.5), End: at(1.6)},
+			{Set: "s1", Port: 1002, Asked: 1002, Status: 307, Epoch: 1, Start: at(1.7), End: at(1.8)},
+			{Set: "s1", Port: 1002, Asked: 1001, Follow: true, Status: 200, Epoch: 1, Start: at(2), End: at(2.1)}, // hmm: b serving a's set? no: see below
+			{Set: "s1", Port: 1002, Asked: 1002, Status: 200, Epoch: 2, Start: at(6), End: at(6.1)},
+			{Set: "s2", Port: 1002, Asked: 1002, Status: 200, Epoch: 1, Start: at(6), End: at(6.1)},
+			{Set: "s1", Port: 1001, Asked: 1001, Status: 0, Err: "connection refused", Start: at(7), End: at(7)},
+			{Set: "s1", Port: 1002, Asked: 1001, Follow: true, Status: 200, Epoch: 2, Start: at(13), End: at(13.1)},
+		},
+		Expected: map[string]SetAttrs{
+			"s1": {Location: "A", Query: "ldap:///cn=A?cn?one?(cn=*)"},
+			"s2": {Location: "B", Query: "ldap:///cn=B?cn?one?(cn=*)"},
+		},
+		Final: map[string]SetAttrs{
+			"s1": {Location: "A", Query: "ldap:///cn=A?cn?one?(cn=*)"},
+			"s2": {Location: "B", Query: "ldap:///cn=B?cn?one?(cn=*)"},
+		},
+	}
+	// The follow read at +2s asked tcs-a and was answered by tcs-a itself.
+	h.Reads[2].Port = 1001
+	for s := 0.0; s <= 30; s += 0.5 {
+		smp := Sample{At: at(s), OK: true, Live: map[string]bool{dnB: true}, Sets: map[string]Owning{
+			"s2": {Owner: dnB, Epoch: 1, State: "optimal"},
+		}}
+		if s < 5 || s >= 13 {
+			smp.Live[dnA] = true
+		}
+		switch {
+		case s < 5:
+			smp.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "optimal"}
+		case s < 5.5:
+			smp.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "orphaned"}
+		default:
+			smp.Sets["s1"] = Owning{Owner: dnB, Epoch: 2, State: "optimal"}
+		}
+		h.Samples = append(h.Samples, smp)
+	}
+	return h
+}
+
+func TestCheckCleanHistory(t *testing.T) {
+	h := cleanHistory()
+	for _, r := range Check(h) {
+		if len(r.Violations) > 0 {
+			t.Errorf("%s: %v", r.Name, r.Violations)
+		}
+		if r.Checked == 0 {
+			t.Errorf("%s checked nothing in the clean history", r.Name)
+		}
+	}
+}
+
+func TestCheckFindsPlantedViolations(t *testing.T) {
+	cases := []struct {
+		name  string
+		check string
+		plant func(h *History)
+	}{
+		{"a second owner committed at one epoch", CheckEpochs, func(h *History) {
+			h.Commits = append(h.Commits, Commit{At: at(5.6), Seq: "05a", Set: "s1", Type: "modify", Owner: dnA, Epoch: 2})
+		}},
+		{"an epoch going down", CheckEpochs, func(h *History) {
+			h.Commits = append(h.Commits, Commit{At: at(7), Seq: "07", Set: "s2", Type: "modify", Owner: dnA, Epoch: 1})
+			h.Commits[len(h.Commits)-1].Owner = dnB // same owner: not "two owners", but no increase
+		}},
+		{"a duplicate process serving the owner's epoch", CheckOneServer, func(h *History) {
+			h.Processes = append(h.Processes, Process{ID: "tcs-b~dup#1", Agent: "tcs-b", Port: 1003, Start: at(8), End: at(11), Planned: true, Exempt: true})
+			h.Faults = append(h.Faults, Fault{Kind: Duplicate, Target: "tcs-b", Start: at(8), End: at(11)})
+			h.Reads = append(h.Reads, Read{Set: "s2", Port: 1003, Asked: 1003, Status: 200, Epoch: 1, Start: at(9), End: at(9.1)})
+		}},
+		{"an older epoch served after a newer one completed", CheckFencing, func(h *History) {
+			h.Reads = append(h.Reads, Read{Set: "s1", Port: 1001, Asked: 1001, Status: 200, Epoch: 1, Start: at(13.5), End: at(13.6)})
+		}},
+		{"an orphan never reclaimed", CheckAvailability, func(h *History) {
+			for i := range h.Samples {
+				if s := &h.Samples[i]; s.At.After(at(5)) && s.At.Before(at(12)) {
+					s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "orphaned"}
+				}
+			}
+		}},
+		{"a dead agent's sets kept past TTL+3s while its lease lingers", CheckAvailability, func(h *History) {
+			h.Commits = slices.DeleteFunc(h.Commits, func(c Commit) bool { return c.Seq == "05" })
+			for i := range h.Samples {
+				if s := &h.Samples[i]; !s.At.Before(at(5)) && s.At.Before(at(12)) {
+					s.Live[dnA] = true
+					s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "optimal"}
+				}
+			}
+		}},
+		{"sets left non-optimal after the last fault", CheckOptimal, func(h *History) {
+			for i := range h.Samples {
+				if s := &h.Samples[i]; s.At.After(at(12)) {
+					s.Sets["s1"] = Owning{Owner: dnB, Epoch: 2, State: "non-optimal"}
+				}
+			}
+		}},
+		{"a set's query changed", CheckNothingLost, func(h *History) {
+			h.Final["s2"] = SetAttrs{Location: "B", Query: "ldap:///cn=B?cn?one?(cn=x*)"}
+		}},
+		{"a set lost", CheckNothingLost, func(h *History) { delete(h.Final, "s1") }},
+		{"an agent process that died unplanned", CheckNothingLost, func(h *History) {
+			h.Processes[2].End = at(20)
+			h.Processes[2].Exit = "exit status 2"
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := cleanHistory()
+			tc.plant(h)
+			results := Check(h)
+			found := false
+			for _, r := range results {
+				switch {
+				case r.Name == tc.check && len(r.Violations) > 0:
+					found = true
+				case r.Name != tc.check && len(r.Violations) > 0:
+					t.Errorf("the planted violation also broke %s: %v", r.Name, r.Violations)
+				}
+			}
+			if !found {
+				t.Fatalf("%s did not find the planted violation: %+v", tc.check, results)
+			}
+			var out bytes.Buffer
+			Report(&out, h, results)
+			for _, want := range []string{"seed 42", "VIOLATION " + tc.check, "CHAOS_SEED=42 CHAOS_DURATION=30s"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestReportShowsExcerptOfViolatingSet(t *testing.T) {
+	h := cleanHistory()
+	h.Reads = append(h.Reads, Read{Set: "s1", Port: 1001, Asked: 1001, Status: 200, Epoch: 1, Start: at(13.5), End: at(13.6)})
+	var out bytes.Buffer
+	Report(&out, h, Check(h))
+	for _, want := range []string{"history of s1", "commit  modify owner=\"" + dnB + "\" epoch=2", "read    direct tcs-a#2 -> 200 epoch=1", "fault   kill-9 tcs-a"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("excerpt lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// A ?stale answer of a fenced agent is stale by definition: the same read
+// that breaks check 3 without TCS-Fenced breaks nothing with it.
+func TestCheckExcusesFencedStaleReads(t *testing.T) {
+	h := cleanHistory()
+	h.Reads = append(h.Reads, Read{Set: "s1", Port: 1001, Asked: 1001, AllowStale: true, Status: 200, Epoch: 1,
+		Stale: true, Fenced: true, Start: at(13.5), End: at(13.6)})
+	for _, r := range Check(h) {
+		if len(r.Violations) > 0 {
+			t.Errorf("%s: %v", r.Name, r.Violations)
+		}
+	}
+}
