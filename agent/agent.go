@@ -115,6 +115,8 @@ type Agent struct {
 
 	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 	standing broadcast   // fired on fence and unfence (http.go)
+
+	place placement // re-reads after changes, loads of others, bad entries (affected.go)
 }
 
 // progress is how many orphans of one group (one former owner) are left,
@@ -137,7 +139,7 @@ type requested struct {
 
 // requestBackoff is how long a rejected release request is not repeated
 // for the same epoch of a set.
-const requestBackoff = 30 * time.Second
+const requestBackoff = 5 * time.Second
 
 // Change is one ownership change this agent saw happen to a set it owns or
 // now owns (for the table cache).

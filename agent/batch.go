@@ -27,20 +27,25 @@ func claimOf(s smartset.Set, self string) pending {
 	return pending{w: ldapdir.Write{Set: s, Kind: ldapdir.SetOwner, To: self}, op: "claim", reason: smartset.ReasonOrphan}
 }
 
+// handoffOf answers a release request asserting the request is still the
+// one judged (a better-placed agent's newer request is answered instead).
 func handoffOf(mv smartset.Move, reason string) pending {
 	op := "transfer"
 	if mv.To == "" {
 		op = "release"
 	}
-	return pending{w: ldapdir.Write{Set: mv.Set, Kind: ldapdir.SetOwner, To: mv.To}, op: op, reason: reason}
+	answers := mv.To != "" && mv.Set.ReleaseRequest != "" && smartset.SameDN(mv.Set.ReleaseRequest, mv.To)
+	return pending{w: ldapdir.Write{Set: mv.Set, Kind: ldapdir.SetOwner, To: mv.To, AssertRequest: answers}, op: op, reason: reason}
 }
 
+// requestOf never writes over a request written since the set was read.
 func requestOf(s smartset.Set, self string) pending {
-	return pending{w: ldapdir.Write{Set: s, Kind: ldapdir.SetRequest, To: self}, op: "request"}
+	return pending{w: ldapdir.Write{Set: s, Kind: ldapdir.SetRequest, To: self, AssertRequest: true}, op: "request"}
 }
 
+// clearOf rejects only the request judged.
 func clearOf(s smartset.Set) pending {
-	return pending{w: ldapdir.Write{Set: s, Kind: ldapdir.SetRequest}, op: "clear"}
+	return pending{w: ldapdir.Write{Set: s, Kind: ldapdir.SetRequest, AssertRequest: true}, op: "clear"}
 }
 
 // batch sends ps in one ldapdir batch (transactions where the directory
@@ -99,7 +104,11 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []bool {
 			a.notify(changes)
 			a.poke()
 		default:
-			g.Go(func() error { a.wrote(gctx, p.op, p.w.Set, r.Err); return nil })
+			if p.w.AssertRequest {
+				g.Go(func() error { a.wroteRequest(gctx, p.op, p.w.Set, r.Err); return nil })
+			} else {
+				g.Go(func() error { a.wrote(gctx, p.op, p.w.Set, r.Err); return nil })
+			}
 		}
 	}
 	g.Wait()

@@ -181,8 +181,9 @@ func (a *Agent) follow(ctx context.Context) error {
 // to sets this agent owned or owns, for notify.
 func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 	ch, err := a.apply(a.v, ev)
-	if err != nil {
-		a.log.WithError(err).Warn("ignoring a malformed entry")
+	a.complain(ev, err) // once per problem per change of the entry
+	a.affected(ctx, ch) // re-read what a location or set change affects
+	if err != nil && ch == (change{}) {
 		return nil
 	}
 	if ch.serviceGone != "" {

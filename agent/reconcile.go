@@ -33,6 +33,8 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		Self:         a.selfDN,
 		HysteresisKm: a.opts.HysteresisKm,
 		MoveBudget:   a.tokens,
+		Loads:        a.loadsNow(now),
+		Backoff:      a.backoffLocked(now),
 	})
 	// A request the owner rejected (cleared) is not repeated for the same
 	// epoch before requestBackoff: two agents whose views disagree must not
@@ -122,6 +124,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	a.mu.Unlock()
 
 	claims = append(claims, a.stillOrphaned(ctx, unwatched)...)
+	plan = a.confirmRoom(ctx, plan) // over-capacity handoffs go only where there is room
 	a.write(ctx, claims, plan)
 	return next
 }

@@ -117,6 +117,7 @@ type change struct {
 	self        smartset.Service // this agent's own service entry, when the event was about it
 	set         string           // name of a set that changed
 	prev, next  smartset.Set
+	location    *locationChange // a location entry added, changed or removed
 }
 
 // apply folds one watch event into the view.
@@ -164,7 +165,11 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 			}
 			ch.set, ch.prev = s.Name, v.dropSet(name)
 		case kindLocation:
-			delete(v.snap.Locations, smartset.Key(ldapdir.RDNValue(key)))
+			name := smartset.Key(ldapdir.RDNValue(key))
+			if l, ok := v.snap.Locations[name]; ok {
+				ch.location = &locationChange{prev: l}
+			}
+			delete(v.snap.Locations, name)
 		}
 		return ch, nil
 	}
@@ -175,10 +180,7 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 	}
 	switch {
 	case e.HasClass("tcsService"):
-		s, err := ldapdir.ToService(e)
-		if err != nil {
-			return ch, err
-		}
+		s, err := ldapdir.ToService(e) // kept without its bad values
 		key := smartset.Key(s.DN)
 		if _, ok := v.snap.Services[key]; !ok {
 			ch.serviceNew = s.DN
@@ -187,6 +189,7 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 			ch.self = s
 		}
 		v.snap.Services[key] = s
+		return ch, err
 	case e.HasClass("smartSet"):
 		s, err := ldapdir.ToSet(e)
 		if err != nil {
@@ -195,11 +198,10 @@ func (a *Agent) apply(v *view, ev ldapdir.Event) (change, error) {
 		ch.set = s.Name
 		ch.prev, ch.next = v.putSet(s)
 	case e.HasClass("tcsLocation"):
-		l, err := ldapdir.ToLocation(e)
-		if err != nil {
-			return ch, err
-		}
+		l, err := ldapdir.ToLocation(e) // kept without bad coordinates
+		ch.location = v.locationChanged(l)
 		v.snap.Locations[smartset.Key(l.Name)] = l
+		return ch, err
 	}
 	return ch, nil
 }

@@ -31,6 +31,11 @@ type Write struct {
 	Set  smartset.Set
 	Kind WriteKind
 	To   string
+	// AssertRequest: the write also asserts the release request the writer
+	// judged (Set.ReleaseRequest, "" for none), as TransferRequested,
+	// RequestReleaseOver and ClearRequestOf do: a request written since, by
+	// an agent not yet judged, makes it a conflict.
+	AssertRequest bool
 }
 
 // After returns the set as the write leaves it when it succeeds: the writer
@@ -48,7 +53,11 @@ func (w Write) After() smartset.Set {
 }
 
 func (w Write) modify(dn string, controls ...ldap.Control) (*ldap.ModifyRequest, error) {
-	assert, err := assertionControl(epochFilter(w.Set.Epoch))
+	filter := epochFilter(w.Set.Epoch)
+	if w.AssertRequest {
+		filter = requestFilter(w.Set.Epoch, w.Set.ReleaseRequest)
+	}
+	assert, err := assertionControl(filter)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +218,8 @@ func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results 
 			case cur.Err != nil:
 				results[i] = Result{Err: cur.Err}
 				lost++
-			case cur.Set.Epoch != writes[i].Set.Epoch:
+			case cur.Set.Epoch != writes[i].Set.Epoch,
+				writes[i].AssertRequest && !smartset.SameDN(cur.Set.ReleaseRequest, writes[i].Set.ReleaseRequest):
 				results[i] = Result{Set: cur.Set, Err: fmt.Errorf("%s at epoch %d (now %d): %w",
 					d.SetDN(writes[i].Set.Name), writes[i].Set.Epoch, cur.Set.Epoch, ErrConflict)}
 				lost++

@@ -1,7 +1,9 @@
 package ldapdir
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -83,7 +85,12 @@ func ToSet(e Entry) (smartset.Set, error) {
 	return s, nil
 }
 
-// ToService converts a tcsService entry.
+// ToService converts a tcsService entry. A tcsCapacity that is not a
+// non-negative integer, or a tcsEndpoint that is not an absolute http or
+// https URL, is reported in the error (naming the entry) and left out of
+// the service, which is returned all the same: no capacity limit, no
+// endpoint. An agent's lease is never ignored for a bad value written by
+// hand into it, which would make its sets look orphaned.
 func ToService(e Entry) (smartset.Service, error) {
 	s := smartset.Service{
 		DN:          e.DN,
@@ -96,22 +103,49 @@ func ToService(e Entry) (smartset.Service, error) {
 	if s.Name == "" {
 		s.Name = rdnValue(e.DN)
 	}
+	var bad []string
 	if v := e.Get("tcscapacity"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return s, fmt.Errorf("%s: tcsCapacity %q is not a non-negative integer", e.DN, v)
+			bad = append(bad, fmt.Sprintf("tcsCapacity %q is not a non-negative integer (taken as no limit)", v))
+		} else {
+			s.Capacity = n
 		}
-		s.Capacity = n
+	}
+	if s.Endpoint != "" {
+		if err := checkEndpoint(s.Endpoint); err != nil {
+			bad = append(bad, fmt.Sprintf("tcsEndpoint %q %v (requests are not redirected to it)", s.Endpoint, err))
+			s.Endpoint = ""
+		}
 	}
 	if v := e.Get("entryttl"); v != "" {
 		s.TTL, _ = strconv.Atoi(v)
 	}
+	if len(bad) > 0 {
+		return s, fmt.Errorf("%s: %s", e.DN, strings.Join(bad, "; "))
+	}
 	return s, nil
 }
 
-// ToLocation converts a tcsLocation entry. Bad coordinates are an error;
-// readers leave such a location out, which ranks its sets exactly as
-// "distance unknown" would.
+// checkEndpoint tells why raw is not an absolute http(s) base URL.
+func checkEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("does not parse as a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("is not an http or https URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("has no host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("has a query or fragment")
+	}
+	return nil
+}
+
+// ToLocation converts a tcsLocation entry. Bad coordinates are an error
+// naming the entry; the location is returned without coordinates, so its
+// distance to everything is unknown.
 func ToLocation(e Entry) (smartset.Location, error) {
 	l := smartset.Location{
 		DN:          e.DN,

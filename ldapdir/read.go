@@ -106,7 +106,7 @@ func (d *Dir) Services(ctx context.Context) ([]smartset.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return convert(es, ToService)
+	return convertAll(es, ToService)
 }
 
 // Locations reads the location entries.
@@ -115,7 +115,7 @@ func (d *Dir) Locations(ctx context.Context) ([]smartset.Location, error) {
 	if err != nil {
 		return nil, err
 	}
-	return convert(es, ToLocation)
+	return convertAll(es, ToLocation)
 }
 
 // Snapshot reads services, locations and every set. A bad entry (say an
@@ -161,6 +161,21 @@ func convert[T any](es []Entry, to func(Entry) (T, error)) ([]T, error) {
 		if err != nil {
 			bad = append(bad, err)
 			continue
+		}
+		out = append(out, v)
+	}
+	return out, errors.Join(bad...)
+}
+
+// convertAll is convert for conversions that return a usable value with
+// their error (ToService, ToLocation): every entry is kept.
+func convertAll[T any](es []Entry, to func(Entry) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(es))
+	var bad []error
+	for _, e := range es {
+		v, err := to(e)
+		if err != nil {
+			bad = append(bad, err)
 		}
 		out = append(out, v)
 	}

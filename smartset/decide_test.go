@@ -231,7 +231,7 @@ func TestDecide(t *testing.T) {
 			want: plan{Requests: []string{"texas-orders->tcs-japan-1 better-placed"}},
 		},
 		{
-			name: "requests: location gains, then capacity relief, then the larger distance gain",
+			name: "requests: location gains, then the larger distance gain, then balance (never capacity relief)",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addLocation(snap, "Mexico City", 19.4326, -99.1332)
@@ -248,10 +248,9 @@ func TestDecide(t *testing.T) {
 			want: plan{Requests: []string{
 				"c-texas->tcs-texas-1 better-placed",
 				"d-texas->tcs-texas-1 better-placed",
-				"e-full->tcs-texas-1 better-placed",
-				"f-full->tcs-texas-1 better-placed",
 				"b-mexico->tcs-texas-1 better-placed",
 				"a-mexico->tcs-texas-1 better-placed",
+				"e-full->tcs-texas-1 balance",
 			}},
 		},
 		{
@@ -356,7 +355,7 @@ func TestDecide(t *testing.T) {
 			want: plan{Rejects: []string{"texas-orders->tcs-texas-1 rejected"}},
 		},
 		{
-			name: "requester at capacity: reject",
+			name: "requester at capacity in the owner's view: handed over (the requester judges its own room)",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addService(snap, california, "California", 1)
@@ -365,7 +364,7 @@ func TestDecide(t *testing.T) {
 				return snap
 			},
 			opts: Options{Self: japan, MoveBudget: 10},
-			want: plan{Rejects: []string{"california-orders->tcs-california-1 rejected"}},
+			want: plan{Handoffs: []string{"california-orders->tcs-california-1 better-placed"}},
 		},
 		{
 			name: "owner over capacity hands over only what it is over",
@@ -378,12 +377,12 @@ func TestDecide(t *testing.T) {
 			},
 			opts: Options{Self: texas, MoveBudget: 10},
 			want: plan{
-				Handoffs: []string{"texas-a->tcs-california-1 better-placed"},
+				Handoffs: []string{"texas-a->tcs-california-1 over-capacity"},
 				Rejects:  []string{"texas-b->tcs-california-1 rejected"},
 			},
 		},
 		{
-			name: "owner over capacity: another agent asks for its sets",
+			name: "owner over capacity: a farther agent does not ask, the owner sheds itself",
 			build: func() *Snapshot {
 				snap := patentAgents()
 				addService(snap, texas, "Texas", 1)
@@ -392,10 +391,169 @@ func TestDecide(t *testing.T) {
 				return snap
 			},
 			opts: Options{Self: california, MoveBudget: 10},
-			want: plan{Requests: []string{
-				"texas-a->tcs-california-1 better-placed",
-				"texas-b->tcs-california-1 better-placed",
+			want: plan{},
+		},
+		{
+			name: "owner over capacity sheds its worst-placed sets to the best agents with room",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 2)
+				addService(snap, california, "California", 1)
+				addSet(snap, "texas-a", "Texas", texas, "")
+				addSet(snap, "texas-b", "Texas", texas, "")
+				addSet(snap, "california-a", "California", texas, "")
+				addSet(snap, "japan-a", "Japan", texas, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{Handoffs: []string{
+				"japan-a->tcs-japan-1 over-capacity",
+				"california-a->tcs-california-1 over-capacity",
 			}},
+		},
+		{
+			name: "owner over capacity: a full receiver is skipped, the budget bounds the handoffs",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 1)
+				addService(snap, california, "California", 1)
+				addSet(snap, "texas-a", "Texas", texas, "")
+				addSet(snap, "texas-b", "Texas", texas, "")
+				addSet(snap, "texas-c", "Texas", texas, "")
+				addSet(snap, "texas-d", "Texas", texas, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 2, Loads: map[string]int{Key(california): 1}},
+			want: plan{Handoffs: []string{
+				"texas-a->tcs-japan-1 over-capacity",
+				"texas-b->tcs-japan-1 over-capacity",
+			}},
+		},
+		{
+			name: "owner over capacity and nobody has room: it keeps its sets",
+			build: func() *Snapshot {
+				snap := patentWorld()
+				addService(snap, texas, "Texas", 1)
+				addService(snap, california, "California", 1)
+				addSet(snap, "texas-a", "Texas", texas, "")
+				addSet(snap, "texas-b", "Texas", texas, "")
+				addSet(snap, "california-a", "California", california, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{},
+		},
+		{
+			name: "Self full of far sets asks for a home set (a swap)",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 1)
+				addSet(snap, "japan-a", "Japan", texas, "")
+				addSet(snap, "texas-a", "Texas", california, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{Requests: []string{"texas-a->tcs-texas-1 better-placed"}},
+		},
+		{
+			name: "Self full of home sets does not swap for another home set",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 1)
+				addSet(snap, "texas-a", "Texas", texas, "")
+				addSet(snap, "texas-b", "Texas", california, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{},
+		},
+		{
+			name: "balance: an agent asks an equally placed one holding two more for the difference",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
+				for _, n := range []string{"a", "b", "c", "d", "e"} {
+					addSet(snap, "texas-"+n, "Texas", texas, "")
+				}
+				return snap
+			},
+			opts: Options{Self: serviceDN("tcs-texas-2"), MoveBudget: 10},
+			want: plan{Requests: []string{"texas-a->tcs-texas-2 balance", "texas-b->tcs-texas-2 balance"}},
+		},
+		{
+			name: "balance: a difference of one is no reason",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
+				addSet(snap, "texas-a", "Texas", texas, "")
+				addSet(snap, "texas-b", "Texas", texas, "")
+				addSet(snap, "texas-c", "Texas", serviceDN("tcs-texas-2"), "")
+				return snap
+			},
+			opts: Options{Self: serviceDN("tcs-texas-2"), MoveBudget: 10},
+			want: plan{},
+		},
+		{
+			name: "balance: the owner hands over while it holds two more, then rejects",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				t2 := serviceDN("tcs-texas-2")
+				addService(snap, t2, "Texas", 0)
+				addSet(snap, "texas-a", "Texas", texas, t2)
+				addSet(snap, "texas-b", "Texas", texas, t2)
+				addSet(snap, "texas-c", "Texas", texas, t2)
+				addSet(snap, "texas-d", "Texas", texas, "")
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{
+				Handoffs: []string{"texas-a->tcs-texas-2 balance", "texas-b->tcs-texas-2 balance"},
+				Rejects:  []string{"texas-c->tcs-texas-2 rejected"},
+			},
+		},
+		{
+			name: "orphans among agents of one location without a limit go by hash (balance evens them out), each claimed at rank 0 by one",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
+				addService(snap, serviceDN("tcs-texas-3"), "Texas", 0)
+				addSet(snap, "texas-owned", "Texas", texas, "")
+				for _, n := range []string{"a", "b", "c", "d", "e"} {
+					addSet(snap, "texas-"+n, "Texas", "", "")
+				}
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{Claims: []string{"texas-a@0", "texas-b@1", "texas-c@2", "texas-d@0", "texas-e@0"}},
+		},
+		{
+			name: "orphans go to the equally placed agent with most spare capacity",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 10)
+				addService(snap, serviceDN("tcs-texas-2"), "Texas", 4)
+				addSet(snap, "texas-owned", "Texas", texas, "")
+				for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+					addSet(snap, "texas-"+n, "Texas", "", "")
+				}
+				return snap
+			},
+			opts: Options{Self: serviceDN("tcs-texas-2"), MoveBudget: 10},
+			want: plan{Claims: []string{"texas-a@1", "texas-b@1", "texas-c@1", "texas-d@1", "texas-e@1", "texas-f@1", "texas-g@0", "texas-h@0"}},
+		},
+		{
+			name: "claims stop at Self's capacity: the rest go to the next-ranked",
+			build: func() *Snapshot {
+				snap := patentAgents()
+				addService(snap, texas, "Texas", 2)
+				for _, n := range []string{"a", "b", "c", "d"} {
+					addSet(snap, "texas-"+n, "Texas", "", "")
+				}
+				addSet(snap, "mexico-a", "Mexico", "", "") // no location entry: distance unknown to all
+				return snap
+			},
+			opts: Options{Self: texas, MoveBudget: 10},
+			want: plan{Claims: []string{"mexico-a@2", "texas-a@0", "texas-b@0", "texas-c@2", "texas-d@2"}},
 		},
 		{
 			name: "owner at exactly capacity keeps its sets",
@@ -585,21 +743,33 @@ func TestDecideStory(t *testing.T) {
 	})
 }
 
-func TestDecideClaimRankMatchesRank(t *testing.T) {
+// TestDecideClaimsAgree checks that agents holding the same snapshot agree
+// on the allocation of orphans: for each orphan the claim ranks of all
+// agents are 0, 1, ..., n-1, so exactly one claims at once.
+func TestDecideClaimsAgree(t *testing.T) {
 	snap := patentAgents()
 	addService(snap, serviceDN("tcs-texas-2"), "Texas", 0)
 	addService(snap, serviceDN("tcs-texas-3"), "Texas", 1)
 	addService(snap, serviceDN("tcs-mars-1"), "Mars", 0)
 	addSet(snap, "owned", "Japan", serviceDN("tcs-texas-3"), "")
-	for _, loc := range []string{"Japan", "Texas", "California", "Mars", ""} {
-		addSet(snap, "orphan-"+loc, loc, "", "")
+	for i, loc := range []string{"Japan", "Texas", "California", "Mars", "", "Texas", "Texas"} {
+		addSet(snap, fmt.Sprintf("orphan-%d-%s", i, loc), loc, "", "")
 	}
+	ranks := map[string][]int{}
 	for _, svc := range snap.Services {
 		for _, c := range Decide(snap, Options{Self: svc.DN}).Claims {
-			ranked := Rank(snap, c.Set)
-			i := slices.IndexFunc(ranked, func(x Candidate) bool { return x.Service.DN == svc.DN })
-			if c.Rank != i {
-				t.Errorf("%s claim of %s: Rank %d, want its place in Rank %d (%v)", svc.Name, c.Set.Name, c.Rank, i, cns(ranked))
+			ranks[c.Set.Name] = append(ranks[c.Set.Name], c.Rank)
+		}
+	}
+	if len(ranks) != 7 {
+		t.Fatalf("claims for %d orphans, want 7", len(ranks))
+	}
+	for name, rs := range ranks {
+		slices.Sort(rs)
+		for i, r := range rs {
+			if r != i {
+				t.Errorf("%s: ranks %v, want 0..%d", name, rs, len(snap.Services)-1)
+				break
 			}
 		}
 	}

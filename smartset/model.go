@@ -1,6 +1,8 @@
 package smartset
 
 import (
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -146,4 +148,25 @@ func (snap *Snapshot) OwnedBy(dn string) int {
 		}
 	}
 	return n
+}
+
+// Covered returns the locations (as the services name them, sorted by
+// Key) that have a live service with no capacity limit. Such a service
+// takes every set of its location, so those sets are never the business of
+// an agent elsewhere; the sets of every other location (no live agent, only
+// agents with a capacity, or no location entry at all) may be. An agent
+// reads the latter, not the former, when it looks for sets it could be the
+// best place for.
+func (snap *Snapshot) Covered() []string {
+	seen := map[string]string{}
+	for _, svc := range snap.Services {
+		if svc.Capacity <= 0 && svc.Location != "" {
+			seen[Key(svc.Location)] = svc.Location
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for _, k := range slices.Sorted(maps.Keys(seen)) {
+		out = append(out, seen[k])
+	}
+	return out
 }

@@ -58,7 +58,8 @@ func Rank(snap *Snapshot, set Set) []Candidate {
 //  1. not at capacity before at capacity;
 //  2. same location as the set before another location;
 //  3. known distance before unknown, then the smaller distance first;
-//  4. more spare capacity (Capacity − Owned; Capacity 0 is unlimited) first;
+//  4. less load: more spare capacity (Capacity − Owned; Capacity 0 is
+//     unlimited) first;
 //  5. higher Hash first;
 //  6. Key(service DN) ascending.
 //
@@ -187,7 +188,7 @@ func compareCandidates(a, b Candidate) int {
 			return c
 		}
 	}
-	if c := cmp.Compare(spare(b), spare(a)); c != 0 {
+	if c := compareLoad(a, b); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(b.Hash, a.Hash); c != 0 {
@@ -203,6 +204,15 @@ func boolFirst(leftHasIt bool) int {
 		return -1
 	}
 	return 1
+}
+
+// compareLoad orders the less loaded of two equally placed candidates
+// first: more spare capacity (unlimited counts as infinite). Two without a
+// limit tie here and go by the hash: ordering them by the sets they own
+// would make agents whose views count differently both claim the same
+// orphan; the balance rule of Decide evens them out instead.
+func compareLoad(a, b Candidate) int {
+	return cmp.Compare(spare(b), spare(a))
 }
 
 // spare is the room left under the service's capacity, +Inf when unlimited.

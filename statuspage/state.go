@@ -266,10 +266,8 @@ func (m *model) upsert(e ldapdir.Entry) error {
 		r = ref{kindSet, smartset.Key(s.Name)}
 		m.snap.Sets[r.key] = s
 	case e.HasClass("tcsService"):
-		var s smartset.Service
-		if s, err = ldapdir.ToService(e); err != nil {
-			return err
-		}
+		s, serr := ldapdir.ToService(e) // s is usable without the bad values
+		err = serr
 		r = ref{kindService, smartset.Key(s.DN)}
 		m.snap.Services[r.key] = s
 	case e.HasClass("tcsLocation"):

@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// problems collects the "bad entry" lines an agent logs, by problem.
+type problems struct {
+	mu    sync.Mutex
+	lines map[string]int
+}
+
+func (p *problems) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (p *problems) Fire(e *logrus.Entry) error {
+	if e.Message != "bad entry in the directory; using what is usable" {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lines[fmt.Sprint(e.Data["problem"])]++
+	return nil
+}
+
+// count returns how many lines mention every one of parts, and the lines.
+func (p *problems) count(parts ...string) (int, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	var all []string
+	for line, c := range p.lines {
+		all = append(all, fmt.Sprintf("%dx %s", c, line))
+		ok := true
+		for _, part := range parts {
+			ok = ok && strings.Contains(line, part)
+		}
+		if ok {
+			n += c
+		}
+	}
+	return n, all
+}
+
+// startPlaced starts an in-process agent with a capacity and, when p is
+// not nil, its bad-entry lines collected in p.
+func startPlaced(t *testing.T, s *ldaptest.Server, name, loc string, capacity int, p *problems) *running {
+	t.Helper()
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	if testing.Verbose() {
+		log.SetOutput(tWriter{t})
+	}
+	if p != nil {
+		log.AddHook(p)
+	}
+	a, err := New(d, Options{
+		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://127.0.0.1:1", Capacity: capacity},
+		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond, ReconcileInterval: 500 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx); d.Close() }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// setsAt returns LDIF adding n sets named prefix-i at location loc.
+func setsAt(prefix, loc string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "dn: cn=%s-%d,ou=smartsets,dc=example,dc=org\nchangetype: add\nobjectClass: smartSet\ncn: %s-%d\ngeoLocation: %s\n\n", prefix, i, prefix, i, loc)
+	}
+	return b.String()
+}
+
+// ownedAt checks that every set of location loc is owned by the agent
+// named owner.
+func ownedAt(loc, owner string) func(*smartset.Snapshot) error {
+	return func(snap *smartset.Snapshot) error {
+		n := 0
+		for _, s := range snap.Sets {
+			if !strings.EqualFold(s.Location, loc) {
+				continue
+			}
+			n++
+			if !strings.EqualFold(ldapdir.RDNValue(s.Owner), owner) {
+				return fmt.Errorf("%s owned by %q, want %s", s.Name, s.Owner, owner)
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("no set at %s", loc)
+		}
+		return nil
+	}
+}
+
+// A location with no agent moved next to another agent: its sets follow
+// within seconds, because the change re-reads them (no sweep is set).
+func TestLocationMoveRereadsItsSets(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s.Apply("dn: cn=Atlantis,ou=locations,dc=example,dc=org\nchangetype: add\nobjectClass: tcsLocation\ncn: Atlantis\ntcsCoordinates: 35.7,139.7\n\n" +
+		setsAt("atlantis", "Atlantis", 6))
+	startPlaced(t, s, "tcs-japan-1", "Japan", 0, nil)
+	startPlaced(t, s, "tcs-texas-1", "Texas", 0, nil)
+	startPlaced(t, s, "tcs-california-1", "California", 0, nil)
+	eventually(t, 15*time.Second, s, ownedAt("Atlantis", "tcs-japan-1"))
+
+	start := time.Now()
+	s.Apply("dn: cn=Atlantis,ou=locations,dc=example,dc=org\nchangetype: modify\nreplace: tcsCoordinates\ntcsCoordinates: 38.6,-121.5\n")
+	eventually(t, 15*time.Second, s, ownedAt("Atlantis", "tcs-california-1"))
+	t.Logf("Atlantis moved next to California: its 6 sets owned by California %v later", time.Since(start).Round(10*time.Millisecond))
+	for _, loc := range []string{"Japan", "Texas", "California"} {
+		eventually(t, 5*time.Second, s, ownedAt(loc, "tcs-"+strings.ToLower(loc)+"-1"))
+	}
+}
+
+// Bad values written by hand into the directory crash nothing, stall
+// nothing, and are logged once per problem, not once per refresh.
+func TestBadEntriesReportedOnce(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := &problems{lines: map[string]int{}}
+	tx := startPlaced(t, s, "tcs-texas-1", "Texas", 0, p)
+	startPlaced(t, s, "tcs-california-1", "California", 0, nil)
+	eventually(t, 15*time.Second, s, ownedAt("Texas", "tcs-texas-1"))
+
+	s.Apply(setsAt("mars", "Mars", 1) + // names no location
+		"dn: cn=Japan,ou=locations,dc=example,dc=org\nchangetype: modify\nreplace: tcsCoordinates\ntcsCoordinates: north,east\n\n" +
+		"dn: cn=Atlantis,ou=locations,dc=example,dc=org\nchangetype: add\nobjectClass: tcsLocation\ncn: Atlantis\n\n" + // no coordinates
+		"dn: cn=tcs-fake-1,ou=services,dc=example,dc=org\nchangetype: add\nobjectClass: tcsService\ncn: tcs-fake-1\ngeoLocation: Japan\ntcsCapacity: -5\ntcsEndpoint: not a url\n\n" +
+		"dn: " + tx.a.DN() + "\nchangetype: modify\nreplace: tcsCapacity\ntcsCapacity: -1\n")
+	want := [][]string{
+		{"cn=mars-0,ou=smartsets", "geoLocation Mars names no location entry"},
+		{"cn=Japan,ou=locations", "tcsCoordinates", "north,east"},
+		{"cn=Atlantis,ou=locations", "no valid tcsCoordinates"},
+		{"cn=tcs-fake-1,ou=services", `tcsCapacity "-5"`, `tcsEndpoint "not a url"`},
+		{"cn=tcs-texas-1,ou=services", `tcsCapacity "-1"`},
+	}
+	check := func(when string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, parts := range want {
+			for {
+				n, all := p.count(parts...)
+				if n == 1 {
+					break
+				}
+				if n > 1 || time.Now().After(deadline) {
+					t.Fatalf("%s: %d lines with %q, want 1; all: %q", when, n, parts, all)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	check("after the bad writes")
+
+	// The Mars set is still placed (distance unknown: by load), the Texas
+	// agent with a hand-broken lease still owns its sets and is not fenced.
+	eventually(t, 10*time.Second, s, func(snap *smartset.Snapshot) error {
+		if m := snap.Sets[smartset.Key("mars-0")]; snap.Orphaned(m) {
+			return fmt.Errorf("mars-0 not owned: %+v", m)
+		}
+		return ownedAt("Texas", "tcs-texas-1")(snap)
+	})
+	if tx.a.Fenced() {
+		t.Fatal("Texas fenced after its lease was edited by hand")
+	}
+
+	// Changes that do not change a problem, and the full re-delivery of a
+	// reconnect after a directory restart, log nothing more.
+	s.Apply("dn: cn=mars-0,ou=smartsets,dc=example,dc=org\nchangetype: modify\nreplace: description\ndescription: still on Mars\n")
+	s.Restart(0)
+	time.Sleep(3 * time.Second) // reconnect, resync, several reconciles
+	eventually(t, 10*time.Second, s, ownedAt("Texas", "tcs-texas-1"))
+	check("after a restart of the directory")
+
+	// A fix and a new break of the same entry is a new problem report.
+	s.Apply("dn: cn=Japan,ou=locations,dc=example,dc=org\nchangetype: modify\nreplace: tcsCoordinates\ntcsCoordinates: 35.6762,139.6503\n")
+	time.Sleep(500 * time.Millisecond)
+	s.Apply("dn: cn=Japan,ou=locations,dc=example,dc=org\nchangetype: modify\nreplace: tcsCoordinates\ntcsCoordinates: 95,0\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, _ := p.count("cn=Japan,ou=locations", "latitude 95"); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, all := p.count()
+			t.Fatalf("the second break of Japan's coordinates not reported once: %q", all)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

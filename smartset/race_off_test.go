@@ -1,0 +1,5 @@
+//go:build !race
+
+package smartset
+
+const raceEnabled = false
