@@ -11,6 +11,19 @@
 #   slapd.sh stop DIR             stop the slapd started by `start`
 #   slapd.sh up DIR PORT          install + init (once) + start
 #   slapd.sh down DIR             stop + remove DIR
+#   slapd.sh init-consumer DIR PROVIDER-URL [RID]
+#                                 init a read-only consumer of PROVIDER-URL
+#                                 (syncprov, no dds, olcUpdateRef; no base
+#                                 entries: they replicate)
+#   slapd.sh init-mirror DIR SERVER-ID PEER-URL [base]
+#                                 init one provider of a MirrorMode pair
+#                                 (olcServerID, syncrepl from PEER-URL,
+#                                 olcMirrorMode); "base" loads the base entries
+#                                 (on one of the two only: it starts active,
+#                                 with lease expiry on)
+#   slapd.sh mirror-activate URL [TRUE|FALSE]
+#                                 lease expiry (dds) on/off at a running
+#                                 MirrorMode provider (on at the active only)
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
 # TCS_ROOTPW (secret — development only), TCS_OVERLAYS ("syncprov dds"),
@@ -94,6 +107,7 @@ cmd_init() {
   slapadd=$(find_bin slapadd) || die "slapadd not found (run: slapd.sh install)"
   "$slapadd" -n0 -F "$dir/slapd.d" -l "$dir/config.ldif" >"$dir/run/slapadd.log" 2>&1 \
     || die "loading the configuration failed: $(cat "$dir/run/slapadd.log")"
+  [ -z "${skip_base:-}" ] || return 0
   render "$schema_dir/base.ldif" "$dir" >"$dir/base.ldif"
   "$slapadd" -n1 -F "$dir/slapd.d" -l "$dir/base.ldif" >>"$dir/run/slapadd.log" 2>&1 \
     || die "loading the base entries failed: $(cat "$dir/run/slapadd.log")"
@@ -156,6 +170,43 @@ cmd_down() {
   rm -rf "$dir"
 }
 
+# replica_modify DIR LDIF SED-ARGS...: apply a changetype:modify LDIF of
+# schema/ (rendered, then the extra substitutions) to DIR's configuration.
+replica_modify() {
+  local dir=$1 ldif=$2; shift 2
+  dir=$(cd "$dir" && pwd)
+  render "$schema_dir/$ldif" "$dir" | sed "$@" >"$dir/$ldif"
+  local slapmodify
+  slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
+  "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/$ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "applying $ldif failed: $(cat "$dir/run/slapadd.log")"
+}
+
+cmd_init_consumer() {
+  local dir=${1:?usage: slapd.sh init-consumer DIR PROVIDER-URL [RID]} provider=${2:?usage: slapd.sh init-consumer DIR PROVIDER-URL [RID]} rid=${3:-101}
+  overlays=syncprov skip_base=1 cmd_init "$dir"
+  replica_modify "$dir" replica-consumer.ldif -e "s|@PROVIDER@|$(esc "$provider")|g" -e "s|@RID@|$(esc "$rid")|g"
+}
+
+cmd_init_mirror() {
+  local usage="usage: slapd.sh init-mirror DIR SERVER-ID PEER-URL [base]"
+  local dir=${1:?$usage} sid=${2:?$usage} peer=${3:?$usage} base=${4:-} dds=FALSE
+  case "$sid" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) die "init-mirror: SERVER-ID $sid must be 1-999";; esac
+  if [ "$base" = base ]; then cmd_init "$dir"; dds=TRUE; else skip_base=1 cmd_init "$dir"; fi
+  dir=$(cd "$dir" && pwd)
+  printf 'dn:\ndescription: tcs-server-id %s\n' "$sid" >"$dir/rootdse.ldif"
+  replica_modify "$dir" replica-mirror.ldif -e "s|@PEER@|$(esc "$peer")|g" -e "s|@SERVERID@|$(esc "$sid")|g" \
+    -e "s|@RID@|$(printf '%03d' "$sid")|g" -e "s|@ROOTDSE@|$(esc "$dir/rootdse.ldif")|g" -e "s|@DDSSTATE@|$dds|g"
+}
+
+# mirror-activate URL [STATE]: turn lease expiry (dds) on (TRUE, the default)
+# or off (FALSE) at a running MirrorMode provider, as its cn=config rootdn.
+cmd_mirror_activate() {
+  local url=${1:?usage: slapd.sh mirror-activate URL [TRUE|FALSE]} state=${2:-TRUE}
+  printf 'dn: olcOverlay={1}dds,olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcDDSstate\nolcDDSstate: %s\n' "$state" \
+    | ldapmodify -x -H "$url" -D cn=admin,cn=config -w "$rootpw" >/dev/null || die "mirror-activate $url: ldapmodify failed"
+}
+
 sub=${1:-}; shift || true
 case "$sub" in
   install) cmd_install "$@";;
@@ -165,5 +216,8 @@ case "$sub" in
   stop) cmd_stop "$@";;
   up) cmd_up "$@";;
   down) cmd_down "$@";;
-  *) sed -n '2,20p' "$0" >&2; exit 2;;
+  init-consumer) cmd_init_consumer "$@";;
+  init-mirror) cmd_init_mirror "$@";;
+  mirror-activate) cmd_mirror_activate "$@";;
+  *) sed -n '2,34p' "$0" >&2; exit 2;;
 esac

@@ -84,6 +84,11 @@ type options struct {
 	ldif     []string
 	debug    string
 	tls      bool
+	// init is the slapd.sh subcommand and arguments after DIR that make the
+	// configuration ("init" when empty); port, when not 0, is the port to
+	// listen on (replica.go).
+	init []string
+	port int
 }
 
 // WithTLS gives the server a fresh self-signed certificate for 127.0.0.1,
@@ -133,7 +138,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 			os.RemoveAll(dir)
 		}
 	})
-	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), "init", dir)
+	initArgs := []string{"init", dir}
+	if len(o.init) > 0 {
+		initArgs = append([]string{o.init[0], dir}, o.init[1:]...)
+	}
+	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), initArgs...)
 	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
 	if o.tls {
 		cert, key, err := selfSigned(dir)
@@ -152,6 +161,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		port, err := FreePort()
 		if err != nil {
 			t.Fatalf("ldaptest: %v", err)
+		}
+		if o.port != 0 {
+			port = o.port
 		}
 		s.Port = port
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)
