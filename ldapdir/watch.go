@@ -88,6 +88,9 @@ type WatchStatus struct {
 	// LastMessage is when the server last sent anything on the watch (an
 	// entry, a sync info message, a poll result); zero before the first.
 	LastMessage time.Time
+	// Server is the URL of the server the watch last connected to (a read
+	// replica or the provider, see Dir.Reads).
+	Server string
 }
 
 // Watch follows the entries under a base and reports every change as an
@@ -168,7 +171,7 @@ func (w *Watch) run(ctx context.Context) {
 			}
 		}
 		first = false
-		conn, err := w.d.cfg.dial(ctx, 0)
+		conn, server, err := w.d.dial(ctx, 0)
 		if err != nil {
 			w.backoff.fail()
 			w.ended(err, log)
@@ -176,6 +179,7 @@ func (w *Watch) run(ctx context.Context) {
 		}
 		w.mu.Lock()
 		w.conn = conn
+		w.status.Server = server
 		w.mu.Unlock()
 		poll := w.spec.Poll
 		noSyncprov := false
