@@ -250,7 +250,7 @@ func (a *Agent) scanOrphans(ctx context.Context, dn string) {
 	var sets []smartset.Set
 	err := retry(ctx, a.log, "search the sets of "+dn, func() error {
 		var err error
-		sets, err = a.dir.SetsOwnedBy(ctx, dn)
+		sets, err = a.reads.SetsOwnedBy(ctx, dn)
 		if sets != nil {
 			return nil
 		}

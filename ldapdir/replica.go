@@ -63,3 +63,58 @@ func (d *Dir) Server() string {
 	}
 	return d.server
 }
+
+// probe keeps a read-side watch with an IdleTimeout from being taken for
+// stalled while its server is alive: a replica does not pass lease
+// refreshes on (slapd's TTL refresh keeps entryCSN, so consumers never see
+// it), so an idle swarm sends a replica's watchers nothing. Every third of
+// the IdleTimeout it reads the suffix's contextCSN on the watch's own
+// connection; an answer counts as hearing from the server. A connection
+// that stops answering is still cut by the stall guard. No-op for the
+// provider's watch, which the agent's own refreshes keep busy.
+func (w *Watch) probe(ctx context.Context, conn *ldap.Conn) {
+	idle := w.spec.IdleTimeout
+	if w.d.servers == nil || idle <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(max(idle/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, cancel := context.WithTimeout(ctx, idle/3)
+			res := conn.SearchAsync(pctx, ldap.NewSearchRequest(w.d.cfg.BaseDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+				0, 0, false, "(objectClass=*)", []string{"contextCSN"}, nil), 1)
+			for res.Next() {
+				if e := res.Entry(); e != nil {
+					newest := ""
+					for _, c := range e.GetAttributeValues("contextCSN") {
+						newest = max(newest, c)
+					}
+					w.heard()
+					w.mu.Lock()
+					w.status.ContextCSN = newest
+					w.mu.Unlock()
+				}
+			}
+			cancel()
+		}
+	}()
+}
+
+// ServiceLive reports whether the service entry dn (a lease) exists: on the
+// provider, the only server that tells for sure that a lease is gone.
+func (d *Dir) ServiceLive(ctx context.Context, dn string) (bool, error) {
+	es, err := d.search(ctx, dn, ldap.ScopeBaseObject, "(objectClass=tcsService)", []string{"1.1"})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(es) > 0, nil
+}

@@ -91,6 +91,9 @@ type WatchStatus struct {
 	// Server is the URL of the server the watch last connected to (a read
 	// replica or the provider, see Dir.Reads).
 	Server string
+	// ContextCSN is the newest contextCSN a read-side watch's probe read
+	// from its server (how far that replica has come); "" otherwise.
+	ContextCSN string
 }
 
 // Watch follows the entries under a base and reports every change as an
@@ -300,6 +303,7 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 		w.spec.Filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
 	w.heard() // the session starts: the idle clock starts with it
 	stalled := w.stallGuard(sctx, conn)
+	w.probe(sctx, conn)
 	resp := conn.Syncrepl(sctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, w.cookie, false)
 	w.present = map[string]bool{}
 	sawAny := false

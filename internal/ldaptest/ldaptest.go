@@ -89,6 +89,7 @@ type options struct {
 	// listen on (replica.go).
 	init []string
 	port int
+	from string // StartConsumer: the provider URL to replicate from
 }
 
 // WithTLS gives the server a fresh self-signed certificate for 127.0.0.1,

@@ -19,6 +19,10 @@ func withInit(args ...string) Option { return func(o *options) { o.init = args }
 func withPort(p int) Option          { return func(o *options) { o.port = p } }
 func noLDIF() Option                 { return func(o *options) { o.ldif = nil } }
 
+// ReplicateFrom makes StartConsumer replicate from url (say a fault proxy in
+// front of the provider) instead of the provider's own URL.
+func ReplicateFrom(url string) Option { return func(o *options) { o.from = url } }
+
 // StartConsumer starts a read-only consumer of provider: a slapd of its own
 // on a free port, made by `slapd.sh init-consumer` (syncrepl
 // refreshAndPersist from provider.URL, olcUpdateRef to it, syncprov for
@@ -27,7 +31,15 @@ func noLDIF() Option                 { return func(o *options) { o.ldif = nil } 
 func StartConsumer(t testing.TB, provider *Server, opts ...Option) *Server {
 	t.Helper()
 	rid := 100 + int(rids.Add(1))
-	opts = append(opts, withInit("init-consumer", provider.URL, strconv.Itoa(rid)), noLDIF())
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	from := provider.URL
+	if o.from != "" {
+		from = o.from
+	}
+	opts = append(opts, withInit("init-consumer", from, strconv.Itoa(rid)), noLDIF())
 	c := Start(t, opts...)
 	c.WaitCaughtUp(provider, 30*time.Second)
 	return c
