@@ -77,7 +77,7 @@ func TestALaggingReplicaCostsAConflictNotAWrongWrite(t *testing.T) {
 		return d.ServiceDN(name)
 	}
 	dead := service("tcs-texas-dead") // plain entries: never expire
-	service("tcs-texas-idle")          // ranks before California, never claims
+	service("tcs-texas-idle")         // ranks before California, never claims
 	texas := setsOf(snapshot(t, p), "Texas")
 	for _, s := range texas {
 		if _, err := d.Claim(ctx, s.Name, s.Epoch, dead); err != nil {
