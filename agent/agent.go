@@ -166,7 +166,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		opts:      opts,
 		dir:       dir,
 		reads:     dir,
-		leaseDir:  dir.CloneWithTimeout(max(ldapdir.Every(opts.LeaseTTL, opts.RenewDeadline), 500*time.Millisecond)),
+		leaseDir:  dir.CloneWithTimeout(max(opts.RenewDeadline, 500*time.Millisecond)),
 		log:       opts.Logger.WithField("agent", opts.Service.Name),
 		m:         opts.Metrics,
 		selfDN:    self,
@@ -272,13 +272,22 @@ func (a *Agent) Run(ctx context.Context) error {
 // start waits for the directory, registers, starts the watch, and reads what
 // the watch does not cover.
 func (a *Agent) start(ctx context.Context) error {
-	if err := retry(ctx, a.log, "reach the directory", func() error { return a.dir.Ping(ctx) }); err != nil {
+	err := retry(ctx, a.log, "reach the directory", func() error {
+		if err := a.dir.Ping(ctx); err != nil {
+			return err
+		}
+		if err := a.dir.CheckSchema(ctx); errors.Is(err, ldapdir.ErrNoSchema) {
+			return permanent{err} // not a passing fault: say so and stop
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if err := a.register(ctx); err != nil {
 		return err
 	}
-	a.watch = a.reads.Watch(ctx, ldapdir.WatchSpec{
+	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
 		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
@@ -290,6 +299,9 @@ func (a *Agent) start(ctx context.Context) error {
 		// whole TTL is stalled.
 		IdleTimeout: a.opts.LeaseTTL,
 	})
+	a.mu.Lock() // Ready reads it from HTTP handlers
+	a.watch = w
+	a.mu.Unlock()
 	// The first refresh, then everything else once.
 	for synced := false; !synced; {
 		select {
@@ -329,7 +341,7 @@ func (a *Agent) start(ctx context.Context) error {
 func (a *Agent) register(ctx context.Context) error {
 	return retry(ctx, a.log, "register the lease", func() error {
 		l, err := a.leaseDir.Register(ctx, a.opts.Service, a.opts.LeaseTTL)
-		if errors.Is(err, ldapdir.ErrNameHeld) {
+		if errors.Is(err, ldapdir.ErrNameHeld) || errors.Is(err, ldapdir.ErrNoDDS) {
 			return permanent{err}
 		}
 		if err != nil {

@@ -202,9 +202,9 @@ func newDir(cfg Config, log logrus.FieldLogger) *Dir {
 func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
 
 // CloneWithTimeout is Clone with another bound on each operation and dial:
-// a lease connection uses one shorter than the renew deadline, so that a
-// refresh stuck on a dead connection is given up (and the connection
-// redialled) in time for the next one.
+// a lease connection uses the renew deadline, so that a refresh stuck on a
+// dead connection is given up (and the connection redialled) while the
+// lease still stands: a reply later than that could not renew it anyway.
 func (d *Dir) CloneWithTimeout(timeout time.Duration) *Dir {
 	cfg := d.cfg
 	if timeout > 0 {

@@ -25,6 +25,13 @@ var (
 	// ErrNameHeld: another live process holds the agent name (its lease
 	// entry); see HeldError.
 	ErrNameHeld = errors.New("ldapdir: agent name held by another process")
+	// ErrNoSchema: the server does not know the tcs object classes or
+	// attributes (schema/tcs.ldif not loaded) or dynamicObject (no dds
+	// module).
+	ErrNoSchema = errors.New("ldapdir: the directory lacks the tcs schema")
+	// ErrNoDDS: the database offers no RFC 2589 dynamic entries (the dds
+	// overlay is not configured on it): leases could never expire.
+	ErrNoDDS = errors.New("ldapdir: the directory offers no dynamic entries (dds overlay)")
 	// ErrClosed: the Dir or Lease was closed.
 	ErrClosed = errors.New("ldapdir: closed")
 	// ErrNoSyncprov: the server does not offer RFC 4533 content

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,7 +134,14 @@ func (d *Dir) addLease(ctx context.Context, dn string, svc smartset.Service, inc
 	if svc.Capacity > 0 {
 		add.Attribute("tcsCapacity", []string{strconv.Itoa(svc.Capacity)})
 	}
-	return d.do(ctx, "register "+dn, func(c *ldap.Conn) error { return c.Add(add) })
+	err := d.do(ctx, "register "+dn, func(c *ldap.Conn) error { return c.Add(add) })
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultObjectClassViolation) && strings.Contains(err.Error(), "1.3.6.1.4.1.1466.101.119.2") {
+		// slapd: objectClass "1.3.6.1.4.1.1466.101.119.2" not supported in
+		// context — dynamicObject is known but no dds overlay serves the
+		// database.
+		return fmt.Errorf("%w: %s refuses dynamicObject entries under %s: configure the dds overlay (slapo-dds) on that database (%v)", ErrNoDDS, d.cfg.URL, d.ServicesDN(), err)
+	}
+	return err
 }
 
 // awaitPoll is how often Register looks at an entry it waits for.

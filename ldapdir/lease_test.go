@@ -129,3 +129,31 @@ func TestAnOldHolderCannotTouchTheNewEntry(t *testing.T) {
 		t.Fatal("Close left the holder's own entry")
 	}
 }
+
+// A directory without the tcs schema, or without the dds overlay, is named
+// as such, not retried as if it were down.
+func TestADirectoryWithoutTheSchemaOrDDSIsNamed(t *testing.T) {
+	noSchema := ldaptest.Start(t, ldaptest.WithoutTCSSchema())
+	err := open(t, noSchema).CheckSchema(ctxT(t, 30*time.Second))
+	if !errors.Is(err, ldapdir.ErrNoSchema) || !strings.Contains(err.Error(), "objectClass smartSet") || !strings.Contains(err.Error(), "schema/tcs.ldif") {
+		t.Fatalf("CheckSchema without the tcs schema: %v", err)
+	}
+	t.Log(err)
+
+	noDDS := ldaptest.Start(t, ldaptest.WithOverlays("syncprov"))
+	ctx := ctxT(t, 30*time.Second)
+	d := open(t, noDDS)
+	if err := d.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema with the schema but no dds overlay: %v", err)
+	}
+	_, err = d.Register(ctx, smartset.Service{Name: "a1", Location: "Texas"}, 2*time.Second)
+	if !errors.Is(err, ldapdir.ErrNoDDS) || !strings.Contains(err.Error(), "slapo-dds") {
+		t.Fatalf("Register without the dds overlay: %v", err)
+	}
+	t.Log(err)
+
+	full := ldaptest.Start(t)
+	if err := open(t, full).CheckSchema(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatalf("CheckSchema on the shipped config: %v", err)
+	}
+}

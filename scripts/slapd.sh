@@ -28,7 +28,8 @@
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
 # TCS_ROOTPW (secret — development only), TCS_OVERLAYS ("syncprov dds"),
 # TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or /usr/sbin/slapd),
-# TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps:// and StartTLS).
+# TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps:// and StartTLS),
+# TCS_SCHEMA=none (leave the tcs schema out: tests of a server without it).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,6 +84,17 @@ render() { # render FILE DIR
       -e "s|@TCSSCHEMA@|$(esc "$2/tcs-schema.ldif")|g" -e "s|@LOGLEVEL@|$(esc "$loglevel")|g" "$1"
 }
 
+# without_tcs_schema FILE: drop the tcs schema from a rendered config, with
+# the indexes and access rules that name its attributes (whole LDIF values,
+# continuation lines included).
+without_tcs_schema() {
+  awk '
+    function flush() { if (block != "" && !(block ~ /^(olcDbIndex|olcAccess):/ && block ~ /(tcs|geoLocation|owner)/)) printf "%s", block; block = "" }
+    /^ / { block = block $0 "\n"; next }
+    { flush(); if ($0 ~ /tcs-schema\.ldif/) next; block = $0 "\n" }
+    END { flush() }' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+
 cmd_init() {
   local dir=${1:?usage: slapd.sh init DIR}
   case "${suffix%%=*}" in dc|DC) ;; *) die "TCS_SUFFIX=$suffix: the suffix must start with dc= (e.g. dc=example,dc=org)";; esac
@@ -99,6 +111,7 @@ cmd_init() {
       render "$schema_dir/overlay-$o.ldif" "$dir"
     done
   } >"$dir/config.ldif"
+  if [ "${TCS_SCHEMA:-}" = none ]; then without_tcs_schema "$dir/config.ldif"; fi
   if [ -n "${TCS_TLS_CERT:-}" ] || [ -n "${TCS_TLS_KEY:-}" ]; then
     [ -r "${TCS_TLS_CERT:-}" ] && [ -r "${TCS_TLS_KEY:-}" ] || die "TCS_TLS_CERT and TCS_TLS_KEY must both name readable PEM files"
     sed -i -e "/^olcIdleTimeout:/a olcTLSCertificateFile: $(esc "$TCS_TLS_CERT")\\nolcTLSCertificateKeyFile: $(esc "$TCS_TLS_KEY")" "$dir/config.ldif"

@@ -80,6 +80,7 @@ func (b *lockedBuffer) String() string {
 type Option func(*options)
 
 type options struct {
+	noSchema bool
 	overlays []string
 	ldif     []string
 	debug    string
@@ -109,6 +110,12 @@ func WithDebug(level string) Option {
 // WithOverlays("dds") for a server without syncprov.
 func WithOverlays(names ...string) Option {
 	return func(o *options) { o.overlays = names }
+}
+
+// WithoutTCSSchema leaves the tcs schema out of the server (to test what an
+// agent says about a directory that lacks it).
+func WithoutTCSSchema() Option {
+	return func(o *options) { o.noSchema = true }
 }
 
 // WithLDIF loads LDIF files (paths relative to the repository root or
@@ -145,6 +152,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), initArgs...)
 	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
+	if o.noSchema {
+		init.Env = append(init.Env, "TCS_SCHEMA=none")
+	}
 	if o.tls {
 		cert, key, err := selfSigned(dir)
 		if err != nil {
