@@ -120,7 +120,8 @@ type Agent struct {
 	// own service entry showing any other one means another process holds
 	// the agent's name.
 	incarnations map[string]bool
-	recovering   atomic.Bool // a re-read before unfencing is running
+	recovering   atomic.Bool  // a re-read before unfencing is running
+	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
 	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 }
@@ -182,6 +183,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 	if opts.Reads != nil {
 		a.reads = opts.Reads
 	}
+	dir.OnSwitch(a.providerSwitched)
 	if opts.Tables != nil {
 		a.onChange = append(a.onChange, a.keepTables)
 	}

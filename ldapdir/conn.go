@@ -173,6 +173,9 @@ type Dir struct {
 	// servers, for the read side (Reads), are the servers to try in order
 	// on every dial; nil = cfg.URL.
 	servers []string
+	// track follows which provider a frontend sends this Dir and its
+	// clones to (MirrorMode); shared by them.
+	track *tracker
 
 	mu      sync.Mutex
 	conn    *ldap.Conn
@@ -193,13 +196,13 @@ func Open(cfg Config) (*Dir, error) {
 }
 
 func newDir(cfg Config, log logrus.FieldLogger) *Dir {
-	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}
+	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}, track: &tracker{}}
 }
 
 // Clone returns a new Dir with the same configuration and a connection of
 // its own: for traffic that must not queue behind bulk reads and writes,
 // such as lease refreshes.
-func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
+func (d *Dir) Clone() *Dir { return d.sibling(d.cfg) }
 
 // CloneWithTimeout is Clone with another bound on each operation and dial:
 // a lease connection uses the renew deadline, so that a refresh stuck on a
@@ -210,7 +213,7 @@ func (d *Dir) CloneWithTimeout(timeout time.Duration) *Dir {
 	if timeout > 0 {
 		cfg.Timeout = timeout
 	}
-	return newDir(cfg, d.log)
+	return d.sibling(cfg)
 }
 
 // Close closes the connection. Idempotent.

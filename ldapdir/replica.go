@@ -24,7 +24,7 @@ func (d *Dir) Reads() *Dir {
 	if len(d.cfg.ReadURLs) == 0 || d.servers != nil {
 		return d
 	}
-	r := newDir(d.cfg, d.log)
+	r := d.sibling(d.cfg)
 	r.servers = append(append([]string{}, d.cfg.ReadURLs...), d.cfg.URL)
 	return r
 }
@@ -34,6 +34,9 @@ func (d *Dir) Reads() *Dir {
 func (d *Dir) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn, string, error) {
 	if d.servers == nil {
 		c, err := d.cfg.dial(ctx, opTimeout)
+		if err == nil {
+			d.track.observe(providerID(c, d.cfg.Timeout, opTimeout), d.log)
+		}
 		return c, d.cfg.URL, err
 	}
 	var errs []error

@@ -28,6 +28,10 @@ const (
 	// next EventSynced, changes may be happening unseen (and the source may
 	// be down). The watch is redialling.
 	EventLost
+	// EventReset: the watch starts over on another MirrorMode provider (see
+	// Dir.OnSwitch), whose state may be older than what the watch reported:
+	// forget every entry it reported; a full refresh follows.
+	EventReset
 )
 
 func (t EventType) String() string {
@@ -40,6 +44,8 @@ func (t EventType) String() string {
 		return "synced"
 	case EventLost:
 		return "lost"
+	case EventReset:
+		return "reset"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
@@ -112,10 +118,13 @@ type Watch struct {
 	conn   *ldap.Conn // current connection, closed by Close
 
 	// Owned by the run goroutine.
-	cookie  []byte
-	known   map[string]string // entryUUID -> DN of every entry in view
-	present map[string]bool   // UUIDs seen in the current refresh phase
-	backoff backoff
+	cookie []byte
+	known  map[string]string // entryUUID -> DN of every entry in view
+	// switches is how many provider switches the Dir had seen when the
+	// current state (cookie, known) began.
+	switches int
+	present  map[string]bool // UUIDs seen in the current refresh phase
+	backoff  backoff
 }
 
 // Watch starts watching spec until ctx ends or Close is called. Events
@@ -129,13 +138,14 @@ func (d *Dir) Watch(ctx context.Context, spec WatchSpec) *Watch {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watch{
-		d:       d,
-		spec:    spec,
-		events:  make(chan Event, 256),
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		known:   map[string]string{},
-		backoff: backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
+		d:        d,
+		spec:     spec,
+		events:   make(chan Event, 256),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		known:    map[string]string{},
+		backoff:  backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
+		switches: d.track.switchCount(),
 	}
 	go w.run(ctx)
 	return w
@@ -184,6 +194,13 @@ func (w *Watch) run(ctx context.Context) {
 		w.conn = conn
 		w.status.Server = server
 		w.mu.Unlock()
+		if n := w.d.track.switchCount(); n != w.switches {
+			w.switches, w.cookie, w.known = n, nil, map[string]string{}
+			if !w.emit(ctx, Event{Type: EventReset}) {
+				conn.Close()
+				return
+			}
+		}
 		poll := w.spec.Poll
 		noSyncprov := false
 		if !poll && !hasSyncprov(conn, w.d.cfg.Timeout) {
