@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"tcs/internal/faultproxy"
 	"tcs/internal/ldaptest"
 	"tcs/internal/switchproxy"
+	"tcs/ldapdir"
 	"tcs/smartset"
 )
 
@@ -113,3 +115,80 @@ func TestMirrorSwitchKeepsEveryInvariant(t *testing.T) {
 		}
 	}
 }
+
+// The lost-write window: the standby's replication from the active is
+// frozen (a fault proxy), the Texas agent leaves and hands its sets to
+// California on the active only, then the active is killed and the
+// frontend switches. On the standby the Texas sets are still at their old
+// epoch, owned by the departed agent: California takes them again, at an
+// epoch above every epoch the lost writes handed out, so the epoch clients
+// saw for them does not repeat or go down.
+func TestMirrorSwitchAfterLostWrites(t *testing.T) {
+	var proxies []*faultproxy.Proxy
+	via := func(url string) string {
+		p, err := faultproxy.New(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		proxies = append(proxies, p)
+		return p.URL()
+	}
+	active, standby := ldaptest.StartMirror(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"), ldaptest.MirrorVia(via))
+	sp, err := switchproxy.New(active.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	jp, _ := startVia(t, active, "tcs-japan-1", "Japan", agentSpec{url: sp.URL()})
+	tx, _ := startVia(t, active, "tcs-texas-1", "Texas", agentSpec{url: sp.URL()})
+	ca, _ := startVia(t, active, "tcs-california-1", "California", agentSpec{url: sp.URL()})
+	eventually(t, 30*time.Second, active, placedAtHome)
+	standby.WaitCaughtUp(active, 30*time.Second)
+	for _, p := range proxies { // the standby replicates from the first one
+		p.Freeze(faultproxy.All, faultproxy.ToClient)
+	}
+	tx.stop()
+	eventually(t, 30*time.Second, active, ownedByName("Texas", "tcs-california-1"))
+	lost := map[string]int64{}
+	for _, s := range setsOf(snapshot(t, active), "Texas") {
+		e, ok := ca.a.Owns(s.Name)
+		if !ok || e != s.Epoch {
+			t.Fatalf("California does not serve %s at %d before the switch (%d, %v)", s.Name, s.Epoch, e, ok)
+		}
+		lost[s.Name] = s.Epoch
+	}
+	for _, s := range setsOf(snapshot(t, standby), "Texas") {
+		if s.Epoch >= lost[s.Name] {
+			t.Fatalf("the standby has the handoff of %s (epoch %d): nothing was lost", s.Name, s.Epoch)
+		}
+	}
+
+	active.Kill()
+	standby.Activate(true)
+	sp.Switch(standby.URL)
+	eventually(t, 60*time.Second, standby, func(snap *smartset.Snapshot) error {
+		for _, s := range snap.Sets {
+			var r *running
+			switch ldapdirName(s.Owner) {
+			case "tcs-japan-1":
+				r = jp
+			case "tcs-california-1":
+				r = ca
+			default:
+				return fmt.Errorf("%s owned by %q", s.Name, s.Owner)
+			}
+			if e, ok := r.a.Owns(s.Name); !ok || e != s.Epoch {
+				return fmt.Errorf("%s (epoch %d) not served by its owner yet", s.Name, s.Epoch)
+			}
+		}
+		return ownedByName("Texas", "tcs-california-1")(snap)
+	})
+	for _, s := range setsOf(snapshot(t, standby), "Texas") {
+		if s.Epoch <= lost[s.Name] {
+			t.Errorf("%s at epoch %d after the switch: clients saw %d from California before it", s.Name, s.Epoch, lost[s.Name])
+		}
+	}
+}
+
+func ldapdirName(dn string) string { return ldapdir.RDNValue(dn) }

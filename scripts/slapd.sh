@@ -21,8 +21,8 @@
 #                                 olcMirrorMode); "base" loads the base entries
 #                                 (on one of the two only: it starts active,
 #                                 with lease expiry on)
-#   slapd.sh mirror-activate URL [TRUE|FALSE]
-#                                 lease expiry (dds) on/off at a running
+#   slapd.sh mirror-activate DIR [TRUE|FALSE]
+#                                 lease expiry (dds) on/off at a stopped
 #                                 MirrorMode provider (on at the active only)
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
@@ -212,12 +212,21 @@ cmd_init_mirror() {
     -e "s|@RID@|$(printf '%03d' "$sid")|g" -e "s|@ROOTDSE@|$(esc "$dir/rootdse.ldif")|g" -e "s|@DDSSTATE@|$dds|g"
 }
 
-# mirror-activate URL [STATE]: turn lease expiry (dds) on (TRUE, the default)
-# or off (FALSE) at a running MirrorMode provider, as its cn=config rootdn.
+# mirror-activate DIR [STATE]: turn lease expiry (dds) on (TRUE, the
+# default) or off (FALSE) in the configuration of a stopped MirrorMode
+# provider (slapd 2.5 starts the expiry task only when it starts with dds
+# on, so a running server cannot be switched): stop, activate, start.
 cmd_mirror_activate() {
-  local url=${1:?usage: slapd.sh mirror-activate URL [TRUE|FALSE]} state=${2:-TRUE}
-  printf 'dn: olcOverlay={1}dds,olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcDDSstate\nolcDDSstate: %s\n' "$state" \
-    | ldapmodify -x -H "$url" -D cn=admin,cn=config -w "$rootpw" >/dev/null || die "mirror-activate $url: ldapmodify failed"
+  local dir=${1:?usage: slapd.sh mirror-activate DIR [TRUE|FALSE]} state=${2:-TRUE}
+  case "$state" in TRUE|FALSE) ;; *) die "mirror-activate: state $state is neither TRUE nor FALSE";; esac
+  if [ -f "$dir/run/slapd.pid" ] && kill -0 "$(cat "$dir/run/slapd.pid")" 2>/dev/null; then
+    die "mirror-activate: slapd of $dir is running (pid $(cat "$dir/run/slapd.pid")): stop it first"
+  fi
+  printf 'dn: olcOverlay={1}dds,olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcDDSstate\nolcDDSstate: %s\n' "$state" >"$dir/dds-state.ldif"
+  local slapmodify
+  slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
+  "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/dds-state.ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "mirror-activate $dir: $(tail -3 "$dir/run/slapadd.log")"
 }
 
 sub=${1:-}; shift || true

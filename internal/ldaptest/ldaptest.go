@@ -91,6 +91,9 @@ type options struct {
 	init []string
 	port int
 	from string // StartConsumer: the provider URL to replicate from
+	// StartMirror: maps a provider's URL to the one its peer replicates
+	// from (say a fault proxy); nil = itself.
+	peerVia func(string) string
 }
 
 // WithTLS gives the server a fresh self-signed certificate for 127.0.0.1,

@@ -23,6 +23,11 @@ func noLDIF() Option                 { return func(o *options) { o.ldif = nil } 
 // front of the provider) instead of the provider's own URL.
 func ReplicateFrom(url string) Option { return func(o *options) { o.from = url } }
 
+// MirrorVia makes each provider of StartMirror replicate from via(url of
+// its peer) instead of the peer's own URL (say a fault proxy in between, to
+// make replication lag or stop).
+func MirrorVia(via func(url string) string) Option { return func(o *options) { o.peerVia = via } }
+
 // StartConsumer starts a read-only consumer of provider: a slapd of its own
 // on a free port, made by `slapd.sh init-consumer` (syncrepl
 // refreshAndPersist from provider.URL, olcUpdateRef to it, syncprov for
@@ -60,26 +65,39 @@ func StartMirror(t testing.TB, opts ...Option) (active, standby *Server) {
 	if err != nil {
 		t.Fatalf("ldaptest: %v", err)
 	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	url := func(p int) string { return "ldap://127.0.0.1:" + strconv.Itoa(p) }
-	active = Start(t, append(append([]Option{}, opts...), withInit("init-mirror", "1", url(pb), "base"), withPort(pa))...)
-	standby = Start(t, append(append([]Option{}, opts...), withInit("init-mirror", "2", url(pa)), withPort(pb), noLDIF())...)
+	peer := func(p int) string {
+		if o.peerVia != nil {
+			return o.peerVia(url(p))
+		}
+		return url(p)
+	}
+	active = Start(t, append(append([]Option{}, opts...), withInit("init-mirror", "1", peer(pb), "base"), withPort(pa))...)
+	standby = Start(t, append(append([]Option{}, opts...), withInit("init-mirror", "2", peer(pa)), withPort(pb), noLDIF())...)
 	standby.WaitCaughtUp(active, 30*time.Second)
 	return active, standby
 }
 
 // Activate turns lease expiry (the dds overlay) on or off at a MirrorMode
-// provider: on at the one the frontend sends clients to, off at the other
-// (`slapd.sh mirror-activate`).
+// provider: on at the one the frontend sends clients to, off at the other.
+// slapd starts its expiry task only at start, so the server is stopped,
+// changed (`slapd.sh mirror-activate`) and started again on its port.
 func (s *Server) Activate(on bool) {
 	s.t.Helper()
 	state := "FALSE"
 	if on {
 		state = "TRUE"
 	}
-	cmd := exec.Command(filepath.Join(s.root, "scripts", "slapd.sh"), "mirror-activate", s.URL, state)
+	s.Stop()
+	cmd := exec.Command(filepath.Join(s.root, "scripts", "slapd.sh"), "mirror-activate", s.Dir, state)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		s.t.Fatalf("ldaptest: mirror-activate %s %s: %v\n%s", s.URL, state, err, out)
+		s.t.Fatalf("ldaptest: mirror-activate %s %s: %v\n%s", s.Dir, state, err, out)
 	}
+	s.Start()
 }
 
 // ContextCSN returns the contextCSN values of the suffix entry by server ID
