@@ -156,3 +156,13 @@ func (s *Server) WaitCaughtUp(other *Server, within time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Pid returns the process id of the running slapd, 0 when it is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
