@@ -202,3 +202,72 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 		}
 	}
 }
+
+// On a directory whose access rules let the agent write tcsEpoch but not
+// search it, every claim fails with 122 although the set is at the asserted
+// epoch: the agent says once, as an error naming the attribute and the bind
+// DN, that this is an access problem and not a race. With the shipped rules
+// (TestAgentAccount, e2e) the same claims succeed.
+func TestAssertionWithoutSearchIsReported(t *testing.T) {
+	agents := `dn.onelevel="ou=agents,dc=example,dc=org"`
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"), ldaptest.WithACL(
+		`to attrs=userPassword by anonymous auth by * none`,
+		`to attrs=entryTtl by `+agents+` manage by * none`,
+		`to attrs=tcsEpoch by `+agents+` =w by * none`,
+		`to * by `+agents+` write by * none`,
+	))
+	acct := s.AddAgent("tcs-texas-1")
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: acct.DN, BindPassword: acct.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf lockedLog
+	log := logrus.New()
+	log.SetOutput(&buf)
+	a, err := New(d, Options{Service: smartset.Service{Name: "tcs-texas-1", Location: "Texas", Endpoint: "http://127.0.0.1:1"},
+		LeaseTTL: 2 * time.Second, ReconcileInterval: 200 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx); d.Close() }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(buf.String(), "level=error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error about the assertion within 20s; log:\n%s", buf.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // more failed claims: still one error line
+	var errs []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "level=error") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], "attribute=tcsEpoch") || !strings.Contains(errs[0], acct.DN) {
+		t.Fatalf("want one error naming tcsEpoch and %s, got %d:\n%s", acct.DN, len(errs), strings.Join(errs, "\n"))
+	}
+	if n := strings.Count(buf.String(), "lost a compare-and-swap race"); n != 0 {
+		t.Logf("%d conflicts logged at debug", n)
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

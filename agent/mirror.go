@@ -102,7 +102,7 @@ func (a *Agent) bumpOwned(ctx context.Context) error {
 			a.mu.Unlock()
 			a.notify(changes)
 		case errors.Is(err, ldapdir.ErrConflict), errors.Is(err, ldapdir.ErrNotFound):
-			a.reread(ctx, s.Name)
+			a.reread(ctx, s.Name, "transfer", s.Epoch)
 		default:
 			return err
 		}

@@ -269,7 +269,7 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 		a.m.Writes.WithLabelValues(op, "conflict").Inc()
 		a.m.CASConflicts.WithLabelValues(op).Inc()
 		a.log.WithFields(logrus.Fields{"set": s.Name, "epoch": s.Epoch, "op": op}).Debug("lost a compare-and-swap race; re-reading")
-		a.reread(ctx, s.Name)
+		a.reread(ctx, s.Name, op, s.Epoch)
 	case errors.Is(err, ldapdir.ErrNotFound):
 		a.m.Writes.WithLabelValues(op, "error").Inc()
 		a.mu.Lock()
@@ -285,8 +285,12 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 	return false
 }
 
-func (a *Agent) reread(ctx context.Context, name string) {
+// reread reads set name again after a write of op asserting epoch lost.
+func (a *Agent) reread(ctx context.Context, name, op string, epoch int64) {
 	s, err := a.dir.Set(ctx, name)
+	if err == nil {
+		a.checkAssertion(op, epoch, s)
+	}
 	var changes []Change
 	a.mu.Lock()
 	switch {

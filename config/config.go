@@ -94,6 +94,18 @@ type Directory struct {
 	// the server for ldaps:// or StartTLS; empty means the system roots.
 	// Resolved like BindPasswordFile. Only allowed when TLS is used.
 	CAFile string `toml:"ca_file"`
+	// TLSCertFile and TLSKeyFile (extension) name the PEM client
+	// certificate and its key that the agent presents in the TLS handshake
+	// with the directory (ldaps:// or StartTLS): for SASLExternal, or for a
+	// server that requires client certificates. Both or neither; resolved
+	// like BindPasswordFile.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// SASLExternal (extension) binds with SASL EXTERNAL instead of a
+	// password: the directory maps the subject of TLSCertFile to the
+	// agent's account (slapd: olcAuthzRegexp). Needs TLS and TLSCertFile;
+	// no password. BindDN, if set, only names the account in messages.
+	SASLExternal bool `toml:"sasl_external"`
 	// InsecureSkipVerify (extension) turns off verification of the server
 	// certificate (testing only). Default false; only allowed when TLS is
 	// used.
@@ -159,6 +171,16 @@ type HTTP struct {
 	// ShutdownTimeout bounds the graceful shutdown of the HTTP server.
 	// Default 10s.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// TLSCertFile and TLSKeyFile name the PEM certificate (chain) and key
+	// of the HTTP API: set both to serve HTTPS (then [service] advertise is
+	// an https:// URL). Resolved against the configuration file's
+	// directory.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// ClientCAFile names a PEM file of CA certificates: with it, every
+	// HTTPS client must present a certificate signed by one of them. Only
+	// with TLSCertFile.
+	ClientCAFile string `toml:"client_ca_file"`
 }
 
 // Log is the [log] table (extension).

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -61,6 +62,12 @@ func Parse(data []byte, path string, env func(string) string) (*Config, error) {
 	d := &c.Directory
 	d.BindPasswordFile = resolve(dir, d.BindPasswordFile)
 	d.CAFile = resolve(dir, d.CAFile)
+	d.TLSCertFile = resolve(dir, d.TLSCertFile)
+	d.TLSKeyFile = resolve(dir, d.TLSKeyFile)
+	h := &c.HTTP
+	h.TLSCertFile = resolve(dir, h.TLSCertFile)
+	h.TLSKeyFile = resolve(dir, h.TLSKeyFile)
+	h.ClientCAFile = resolve(dir, h.ClientCAFile)
 
 	var fileErrs []error
 	if d.BindDN != "" { // a password without a bind DN is a problem for Validate
@@ -81,6 +88,22 @@ func Parse(data []byte, path string, env func(string) string) (*Config, error) {
 		}
 	}
 
+	if d.TLSCertFile != "" && d.TLSKeyFile != "" {
+		if err := checkKeyPair(d.TLSCertFile, d.TLSKeyFile); err != nil {
+			fileErrs = append(fileErrs, fmt.Errorf("%s: %w", keyName("directory", "tls_cert_file"), err))
+		}
+	}
+	if h.TLSCertFile != "" && h.TLSKeyFile != "" {
+		if err := checkKeyPair(h.TLSCertFile, h.TLSKeyFile); err != nil {
+			fileErrs = append(fileErrs, fmt.Errorf("%s: %w", keyName("http", "tls_cert_file"), err))
+		}
+	}
+	if h.ClientCAFile != "" && h.TLSCertFile != "" {
+		if err := checkCAFile(h.ClientCAFile); err != nil {
+			fileErrs = append(fileErrs, fmt.Errorf("%s: %w", keyName("http", "client_ca_file"), err))
+		}
+	}
+
 	if errs := append(c.problems(), fileErrs...); len(errs) > 0 {
 		return nil, joinIn(path, errs)
 	}
@@ -93,6 +116,11 @@ func (c *Config) deriveDefaults(md toml.MetaData) {
 	if !md.IsDefined("service", "advertise") {
 		if adv, ok := advertiseFor(c.Service.Listen); ok {
 			c.Service.Advertise = adv
+		}
+	}
+	if !md.IsDefined("service", "advertise") && c.HTTP.TLSCertFile != "" {
+		if rest, ok := strings.CutPrefix(c.Service.Advertise, "http://"); ok {
+			c.Service.Advertise = "https://" + rest
 		}
 	}
 	if !md.IsDefined("directory", "renew_deadline") {
@@ -141,6 +169,20 @@ func readPassword(name string) (string, error) {
 		return "", fmt.Errorf("%s is empty", name)
 	}
 	return pw, nil
+}
+
+// checkKeyPair checks that a certificate and its key load together.
+// Errors name the files, never the key.
+func checkKeyPair(certFile, keyFile string) error {
+	for _, f := range []string{certFile, keyFile} {
+		if _, err := readSmallFile(f, maxCAFile); err != nil {
+			return err
+		}
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return fmt.Errorf("%s and %s are not a PEM certificate and its key: %v", certFile, keyFile, err)
+	}
+	return nil
 }
 
 // checkCAFile checks that a file holds at least one PEM certificate.

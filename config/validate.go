@@ -38,6 +38,10 @@ func (c *Config) problems() []error {
 	c.Placement.check(&p, c.Directory.usableLeaseTTL())
 	c.Cache.check(&p)
 	c.HTTP.check(&p)
+	if c.HTTP.TLSCertFile != "" && strings.HasPrefix(strings.ToLower(c.Service.Advertise), "http://") {
+		p.add("service", "advertise", "%q is http:// but %s serves HTTPS: other agents redirect clients there, so use https://",
+			c.Service.Advertise, keyName("http", "tls_cert_file"))
+	}
 	c.Log.check(&p)
 	return p
 }
@@ -106,6 +110,21 @@ func (d *Directory) check(p *problems, havePassword bool) {
 		p.add(t, "base_dn", "%q is not a DN: %v", d.BaseDN, err)
 	}
 	switch {
+	case d.SASLExternal:
+		if d.BindDN != "" {
+			if err := checkDN(d.BindDN); err != nil {
+				p.add(t, "bind_dn", "%q is not a DN: %v", d.BindDN, err)
+			}
+		}
+		if d.BindPasswordFile != "" {
+			p.add(t, "bind_password_file", "has no use with %s = true (the client certificate is the credential)", keyName(t, "sasl_external"))
+		}
+		if d.TLSCertFile == "" {
+			p.add(t, "sasl_external", "needs a client certificate: set %s and %s", keyName(t, "tls_cert_file"), keyName(t, "tls_key_file"))
+		}
+		if scheme != "" && scheme != "ldaps" && !d.StartTLS {
+			p.add(t, "sasl_external", "needs TLS: use an ldaps:// url or start_tls = true")
+		}
 	case d.BindDN != "":
 		if err := checkDN(d.BindDN); err != nil {
 			p.add(t, "bind_dn", "%q is not a DN: %v", d.BindDN, err)
@@ -155,7 +174,11 @@ func (d *Directory) check(p *problems, havePassword bool) {
 		if d.InsecureSkipVerify {
 			p.add(t, "insecure_skip_verify", "has no use without TLS: use an ldaps:// url or start_tls = true")
 		}
+		if d.TLSCertFile != "" && !d.SASLExternal {
+			p.add(t, "tls_cert_file", "has no use without TLS: use an ldaps:// url or start_tls = true")
+		}
 	}
+	pair(p, t, d.TLSCertFile, d.TLSKeyFile)
 	p.positive(t, "timeout", d.Timeout)
 	d.checkReadURLs(p)
 }
@@ -228,6 +251,20 @@ func (h *HTTP) check(p *problems) {
 		p.add(t, "max_header_bytes", "must be >= 1, not %d", h.MaxHeaderBytes)
 	}
 	p.positive(t, "shutdown_timeout", h.ShutdownTimeout)
+	pair(p, t, h.TLSCertFile, h.TLSKeyFile)
+	if h.ClientCAFile != "" && h.TLSCertFile == "" {
+		p.add(t, "client_ca_file", "has no use without HTTPS: set %s and %s", keyName(t, "tls_cert_file"), keyName(t, "tls_key_file"))
+	}
+}
+
+// pair checks that a certificate and its key are given together.
+func pair(p *problems, table, cert, key string) {
+	switch {
+	case cert != "" && key == "":
+		*p = append(*p, fmt.Errorf("%s is required with %s", keyName(table, "tls_key_file"), keyName(table, "tls_cert_file")))
+	case cert == "" && key != "":
+		*p = append(*p, fmt.Errorf("%s is required with %s", keyName(table, "tls_cert_file"), keyName(table, "tls_key_file")))
+	}
 }
 
 func (l *Log) check(p *problems) {

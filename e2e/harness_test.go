@@ -52,9 +52,10 @@ type swarm struct {
 	tmp string
 	ttl time.Duration
 
-	mu     sync.Mutex
-	agents map[string]*agentProc
-	ports  int
+	mu       sync.Mutex
+	agents   map[string]*agentProc
+	accounts map[string]ldaptest.Account
+	ports    int
 }
 
 type agentProc struct {
@@ -74,10 +75,7 @@ func newSwarm(t testing.TB, ttl time.Duration, opts ...ldaptest.Option) *swarm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &swarm{t: t, srv: srv, dir: d, tmp: t.TempDir(), ttl: ttl, agents: map[string]*agentProc{}}
-	if err := os.WriteFile(filepath.Join(s.tmp, "password"), []byte(srv.Password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s := &swarm{t: t, srv: srv, dir: d, tmp: t.TempDir(), ttl: ttl, agents: map[string]*agentProc{}, accounts: map[string]ldaptest.Account{}}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -122,6 +120,9 @@ func (s *swarm) startAs(key, name, location string, extra ...string) *agentProc 
 	a, ok := s.agents[key]
 	s.mu.Unlock()
 	if !ok {
+		// Every agent binds as its own account under the shipped ACLs:
+		// least privilege is the path the tests take.
+		acct := s.account(name)
 		port, err := ldaptest.FreePort()
 		if err != nil {
 			s.t.Fatal(err)
@@ -139,13 +140,13 @@ advertise = "http://127.0.0.1:%d"
 url = %q
 base_dn = %q
 bind_dn = %q
-bind_password_file = "password"
+bind_password_file = %q
 lease_ttl = "%ds"
 
 [log]
 level = "debug"
 %s
-`, name, location, port, port, s.srv.URL, s.srv.BaseDN, s.srv.BindDN, int(s.ttl/time.Second), strings.Join(extra, "\n"))
+`, name, location, port, port, s.srv.URL, s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second), strings.Join(extra, "\n"))
 		if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 			s.t.Fatal(err)
 		}
@@ -169,6 +170,21 @@ level = "debug"
 	s.agents[key] = a
 	s.mu.Unlock()
 	return a
+}
+
+// account returns the agent account of name, creating it on first use.
+func (s *swarm) account(name string) ldaptest.Account {
+	s.t.Helper()
+	s.mu.Lock()
+	acct, ok := s.accounts[name]
+	s.mu.Unlock()
+	if !ok {
+		acct = s.srv.AddAgent(name)
+		s.mu.Lock()
+		s.accounts[name] = acct
+		s.mu.Unlock()
+	}
+	return acct
 }
 
 func (a *agentProc) signal(sig syscall.Signal) { syscall.Kill(a.cmd.Process.Pid, sig) }

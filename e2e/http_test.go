@@ -214,6 +214,8 @@ cn: nevada-routers
 geoLocation: Nevada
 tcsQuery: ldap:///cn=Texas,ou=locations,dc=example,dc=org?cn,tcsOSType?one?(tcsSystemType=router)
 `, db.URL))
+	// The agent binds to the location database with its own credentials.
+	db.AddAgentWith("tcs-nevada-1", s.account("tcs-nevada-1").Password)
 	nv := s.start("tcs-nevada-1", "Nevada")
 	s.eventually(10*time.Second, "placement", ownedBy("Nevada", nv.name))
 	url := nv.url() + "/v1/smartsets/nevada-routers"

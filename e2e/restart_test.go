@@ -56,6 +56,8 @@ func TestDirectoryRestart(t *testing.T) {
 // cleanly.
 func TestAgentWaitsForDirectory(t *testing.T) {
 	s := newSwarm(t, 2*time.Second, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	s.account("tcs-texas-1") // the accounts exist before the directory goes down
+	s.account("tcs-japan-1")
 	s.srv.Stop()
 	tx := s.start("tcs-texas-1", "Texas")
 	deadline := time.Now().Add(10 * time.Second)

@@ -22,6 +22,11 @@ type Config struct {
 	BaseDN       string // e.g. dc=example,dc=org
 	BindDN       string // "" = anonymous
 	BindPassword string
+	// SASLExternal binds with SASL EXTERNAL instead of a password: the
+	// identity is the client certificate of TLS (ldaps:// or StartTLS),
+	// which the server maps to an account (slapd: olcAuthzRegexp). BindDN
+	// then only names that account in messages.
+	SASLExternal bool
 	StartTLS     bool        // upgrade an ldap:// connection with StartTLS
 	TLS          *tls.Config // for ldaps:// and StartTLS; nil = system roots
 	// Timeout bounds each operation and each dial (default 5s). The watch
@@ -62,6 +67,12 @@ func (c *Config) fill() error {
 		if c.StartTLS && !strings.HasPrefix(strings.ToLower(u), "ldap://") {
 			return fmt.Errorf("ldapdir: StartTLS needs an ldap:// URL, not %q", u)
 		}
+	}
+	if c.SASLExternal && !c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldaps://") {
+		return fmt.Errorf("ldapdir: SASL EXTERNAL needs the client certificate of TLS: an ldaps:// URL or StartTLS, not %q", c.URL)
+	}
+	if c.SASLExternal && (c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetClientCertificate == nil)) {
+		return errors.New("ldapdir: SASL EXTERNAL needs a client certificate in the TLS configuration")
 	}
 	if _, err := ldap.ParseDN(c.BaseDN); err != nil || c.BaseDN == "" {
 		return fmt.Errorf("ldapdir: base DN %q is not a DN", c.BaseDN)
@@ -133,18 +144,38 @@ func (c *Config) dialURL(ctx context.Context, server string, opTimeout time.Dura
 			return nil, fmt.Errorf("StartTLS with %s: %w", server, err)
 		}
 	}
-	if c.BindDN != "" {
+	switch {
+	case c.SASLExternal:
+		if err := conn.ExternalBind(); err != nil {
+			conn.Close()
+			who := "the client certificate"
+			if c.BindDN != "" {
+				who += " of " + c.BindDN
+			}
+			return nil, bindError(server, "SASL EXTERNAL with "+who, err)
+		}
+	case c.BindDN != "":
 		if err := conn.Bind(c.BindDN, c.BindPassword); err != nil {
 			conn.Close()
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-				return nil, fmt.Errorf("bind to %s as %s: wrong DN or password (%v)", server, c.BindDN, err)
-			}
-			return nil, translate(fmt.Sprintf("bind to %s as %s", server, c.BindDN), err)
+			return nil, bindError(server, c.BindDN, err)
 		}
 	}
 	conn.SetTimeout(opTimeout)
 	return conn, nil
 }
+
+// bindError says whose credentials were refused (result 49, or 48 for a
+// SASL mechanism the server will not use) as ErrCredentials, and translates
+// anything else.
+func bindError(url, who string, err error) error {
+	if ldap.IsErrorAnyOf(err, ldap.LDAPResultInvalidCredentials, ldap.LDAPResultInappropriateAuthentication) {
+		return fmt.Errorf("bind to %s as %s: %w: wrong bind DN or password (%v)", url, who, ErrCredentials, err)
+	}
+	return translate(fmt.Sprintf("bind to %s as %s", url, who), err)
+}
+
+// BindDN returns the DN the Dir binds as ("" for anonymous), for messages.
+func (d *Dir) BindDN() string { return d.cfg.BindDN }
 
 func (c *Config) tlsConfig(server string) *tls.Config {
 	if c.TLS != nil {

@@ -37,6 +37,14 @@ var (
 	// ErrNoSyncprov: the server does not offer RFC 4533 content
 	// synchronization on the watched base.
 	ErrNoSyncprov = errors.New("ldapdir: server has no syncprov")
+	// ErrCredentials: the directory refused the bind (LDAP result 49,
+	// wrong bind DN or password, or a client certificate it does not map to
+	// an account). Retrying with the same credentials does not help; the
+	// wrapping message names the bind DN, never the password.
+	ErrCredentials = errors.New("ldapdir: the directory refused the credentials (LDAP result 49)")
+	// ErrForbidden: the directory's access rules do not allow the operation
+	// to the bound identity (LDAP result 50).
+	ErrForbidden = errors.New("ldapdir: insufficient access (LDAP result 50)")
 	// ErrRowLimit: a Query matched more entries than its row limit; the
 	// wrapping message says the limit.
 	ErrRowLimit = errors.New("ldapdir: query exceeds the row limit")
@@ -56,6 +64,10 @@ func translate(op string, err error) error {
 		sentinel = ErrNotFound
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists):
 		sentinel = ErrExists
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
+		sentinel = ErrForbidden
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials):
+		sentinel = ErrCredentials
 	case isNetwork(err):
 		sentinel = ErrUnavailable
 	}

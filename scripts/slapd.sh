@@ -24,12 +24,21 @@
 #   slapd.sh mirror-activate DIR [TRUE|FALSE]
 #                                 lease expiry (dds) on/off at a stopped
 #                                 MirrorMode provider (on at the active only)
+#   slapd.sh add-agent NAME [PWFILE|-]     create cn=NAME,ou=agents (or set
+#                                 its password); the password is read from
+#                                 PWFILE or stdin, only its hash is sent
+#   slapd.sh add-operator NAME [PWFILE|-]  the same under ou=operators
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
-# TCS_ROOTPW (secret — development only), TCS_OVERLAYS ("syncprov dds"),
-# TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or /usr/sbin/slapd),
-# TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps:// and StartTLS),
-# TCS_SCHEMA=none (leave the tcs schema out: tests of a server without it).
+# TCS_ROOTPW (secret — development only; stored hashed), TCS_OVERLAYS
+# ("syncprov dds"), TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or
+# /usr/sbin/slapd), TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps://
+# and StartTLS), TCS_TLS_CA (PEM: with TCS_TLS_CERT, ask clients for a
+# certificate and map its subject "cn=NAME,ou=agents,..." to the agent account
+# for SASL EXTERNAL), TCS_SCHEMA=none (leave the tcs schema out: tests of a
+# server without it). add-agent/add-operator: TCS_LDAP_URL
+# (ldap://127.0.0.1:${TCS_LDAP_PORT:-3890}) and the admin password from
+# TCS_ROOTPW_FILE, else TCS_ROOTPW, else secret.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,11 +84,27 @@ cmd_install() {
 # esc quotes a value for the replacement side of a sed s||| command.
 esc() { printf '%s' "$1" | sed -e 's/[|&\\]/\\&/g'; }
 
+# hash_password prints the {SSHA} hash of the password on stdin (trailing
+# newlines dropped, as tcs-agent drops them from bind_password_file); the
+# password never appears on a command line.
+hash_password() {
+  local pw tmp slappasswd
+  slappasswd=$(find_bin slappasswd) || die "slappasswd not found (run: slapd.sh install)"
+  pw=$(cat)
+  [ -n "$pw" ] || die "the password is empty"
+  tmp=$(umask 077 && mktemp)
+  printf '%s' "$pw" >"$tmp"
+  "$slappasswd" -h '{SSHA}' -T "$tmp" 2>/dev/null || { rm -f "$tmp"; die "slappasswd failed"; }
+  rm -f "$tmp"
+}
+
+rootpw_hash=""
+
 render() { # render FILE DIR
   local first_rdn=${suffix%%,*}
   local dc=${first_rdn#*=}
   sed -e "s|@SUFFIX@|$(esc "$suffix")|g" -e "s|@SUFFIXDC@|$(esc "$dc")|g" -e "s|@ROOTDN@|$(esc "$rootdn")|g" \
-      -e "s|@ROOTPW@|$(esc "$rootpw")|g" -e "s|@DBDIR@|$(esc "$2/data")|g" -e "s|@RUNDIR@|$(esc "$2/run")|g" \
+      -e "s|@ROOTPW@|$(esc "$rootpw_hash")|g" -e "s|@DBDIR@|$(esc "$2/data")|g" -e "s|@RUNDIR@|$(esc "$2/run")|g" \
       -e "s|@MODULEDIR@|$(esc "$moduledir")|g" -e "s|@SCHEMADIR@|$(esc "$sysschema")|g" \
       -e "s|@TCSSCHEMA@|$(esc "$2/tcs-schema.ldif")|g" -e "s|@LOGLEVEL@|$(esc "$loglevel")|g" "$1"
 }
@@ -103,6 +128,7 @@ cmd_init() {
   mkdir -p "$dir/slapd.d" "$dir/data" "$dir/run"
   dir=$(cd "$dir" && pwd)
   cp "$schema_dir/tcs.ldif" "$dir/tcs-schema.ldif"
+  rootpw_hash=$(printf '%s' "$rootpw" | hash_password)
   {
     render "$schema_dir/slapd.ldif" "$dir"
     for o in $overlays; do
@@ -115,6 +141,15 @@ cmd_init() {
   if [ -n "${TCS_TLS_CERT:-}" ] || [ -n "${TCS_TLS_KEY:-}" ]; then
     [ -r "${TCS_TLS_CERT:-}" ] && [ -r "${TCS_TLS_KEY:-}" ] || die "TCS_TLS_CERT and TCS_TLS_KEY must both name readable PEM files"
     sed -i -e "/^olcIdleTimeout:/a olcTLSCertificateFile: $(esc "$TCS_TLS_CERT")\\nolcTLSCertificateKeyFile: $(esc "$TCS_TLS_KEY")" "$dir/config.ldif"
+    if [ -n "${TCS_TLS_CA:-}" ]; then
+      # Client certificates: asked for (not required, so password binds over
+      # TLS still work) and verified against TCS_TLS_CA. For SASL EXTERNAL a
+      # subject starting CN=NAME,OU=agents (or OU=operators) is the account
+      # cn=NAME,ou=agents,<suffix> (or ou=operators).
+      [ -r "$TCS_TLS_CA" ] || die "TCS_TLS_CA must name a readable PEM file"
+      local authz="olcAuthzRegexp: {0}\"^cn=([^,]+),ou=(agents|operators)(,.*)?\$\" \"cn=\$1,ou=\$2,$suffix\""
+      sed -i -e "/^olcIdleTimeout:/a olcTLSCACertificateFile: $(esc "$TCS_TLS_CA")\\nolcTLSVerifyClient: try\\n$(esc "$authz")" "$dir/config.ldif"
+    fi
   fi
   local slapadd
   slapadd=$(find_bin slapadd) || die "slapadd not found (run: slapd.sh install)"
@@ -188,7 +223,8 @@ cmd_down() {
 replica_modify() {
   local dir=$1 ldif=$2; shift 2
   dir=$(cd "$dir" && pwd)
-  render "$schema_dir/$ldif" "$dir" | sed "$@" >"$dir/$ldif"
+  # syncrepl binds with the admin password itself (@REPLPW@), not its hash.
+  render "$schema_dir/$ldif" "$dir" | sed -e "s|@REPLPW@|$(esc "$rootpw")|g" "$@" >"$dir/$ldif"
   local slapmodify
   slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
   "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/$ldif" >>"$dir/run/slapadd.log" 2>&1 \
@@ -229,6 +265,46 @@ cmd_mirror_activate() {
     || die "mirror-activate $dir: $(tail -3 "$dir/run/slapadd.log")"
 }
 
+# cmd_account OU NAME [PWFILE|-] adds cn=NAME,ou=OU,<suffix> with a hashed
+# userPassword, or replaces the password of an existing one. It prints the
+# DN and nothing secret.
+cmd_account() {
+  local ou=$1 name=${2:-} src=${3:--}
+  [ -n "$name" ] || die "usage: slapd.sh add-${ou%s} NAME [PASSWORD_FILE|-]  (password from the file or stdin)"
+  [[ "$name" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "account name $name: use 1-64 letters, digits, '.', '_' or '-' (the agent's [service] name)"
+  local hash
+  if [ "$src" = - ]; then
+    hash=$(hash_password)
+  else
+    [ -r "$src" ] || die "password file $src is not readable"
+    hash=$(hash_password <"$src")
+  fi
+  local url=${TCS_LDAP_URL:-ldap://127.0.0.1:${TCS_LDAP_PORT:-3890}}
+  local dn="cn=$name,ou=$ou,$suffix" adminpw tmp rc=0 out
+  tmp=$(umask 077 && mktemp)
+  if [ -n "${TCS_ROOTPW_FILE:-}" ]; then
+    [ -r "$TCS_ROOTPW_FILE" ] || { rm -f "$tmp"; die "TCS_ROOTPW_FILE=$TCS_ROOTPW_FILE is not readable"; }
+    adminpw=$(cat "$TCS_ROOTPW_FILE")
+  else
+    adminpw=$rootpw
+  fi
+  printf '%s' "$adminpw" >"$tmp"
+  local kind="SmartSet agent" ; [ "$ou" = operators ] && kind="tcs operator (read-only)"
+  out=$(printf 'dn: %s\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\ncn: %s\ndescription: %s\nuserPassword: %s\n' \
+          "$dn" "$name" "$kind" "$hash" \
+        | ldapadd -x -H "$url" -D "$rootdn" -y "$tmp" 2>&1) || rc=$?
+  if [ "$rc" -eq 68 ]; then # already there: set the new password
+    rc=0
+    out=$(printf 'dn: %s\nchangetype: modify\nreplace: userPassword\nuserPassword: %s\n-\n' "$dn" "$hash" \
+          | ldapmodify -x -H "$url" -D "$rootdn" -y "$tmp" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] && echo "password of $dn replaced"
+  elif [ "$rc" -eq 0 ]; then
+    echo "added $dn"
+  fi
+  rm -f "$tmp"
+  [ "$rc" -eq 0 ] || die "cannot add $dn at $url as $rootdn: ${out//$hash/<hash>}"
+}
+
 sub=${1:-}; shift || true
 case "$sub" in
   install) cmd_install "$@";;
@@ -238,8 +314,10 @@ case "$sub" in
   stop) cmd_stop "$@";;
   up) cmd_up "$@";;
   down) cmd_down "$@";;
+  add-agent) cmd_account agents "$@";;
+  add-operator) cmd_account operators "$@";;
   init-consumer) cmd_init_consumer "$@";;
   init-mirror) cmd_init_mirror "$@";;
   mirror-activate) cmd_mirror_activate "$@";;
-  *) sed -n '2,34p' "$0" >&2; exit 2;;
+  *) sed -n '2,100p' "$0" | sed -n '/^#/!q;p' >&2; exit 2;;
 esac

@@ -3,6 +3,7 @@ package statuspage_test
 import (
 	"log"
 	"net/http"
+	"os"
 
 	"tcs/ldapdir"
 	"tcs/statuspage"
@@ -11,7 +12,9 @@ import (
 // Serve the status page of agent tcs-texas-1 at "/" and under "/ui/". It
 // watches the directory only while a browser has it open.
 func Example() {
-	dir, err := ldapdir.Open(ldapdir.Config{URL: "ldap://127.0.0.1:3890", BaseDN: "dc=example,dc=org"})
+	// The agent's own account: anonymous clients see only the root DSE.
+	dir, err := ldapdir.Open(ldapdir.Config{URL: "ldap://127.0.0.1:3890", BaseDN: "dc=example,dc=org",
+		BindDN: "cn=tcs-texas-1,ou=agents,dc=example,dc=org", BindPassword: os.Getenv("TCS_BIND_PASSWORD")})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -37,6 +37,13 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer dir.Close()
+	if err := checkCredentials(ctx, dir); err != nil {
+		return err
+	}
+	httpsCfg, err := httpsConfig(cfg.HTTP)
+	if err != nil {
+		return err
+	}
 	// The read side: the first answering read replica, else the provider
 	// (dir itself without read_urls). Watches, the tables' queries and the
 	// status page read there; writes and the lease go to dir.
@@ -48,6 +55,9 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return fmt.Errorf("[service] listen %s: %w", cfg.Service.Listen, err)
 	}
 	advertise := advertised(cfg.Service.Advertise, ln.Addr())
+	if httpsCfg != nil {
+		ln = tls.NewListener(ln, httpsCfg)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,19 +169,74 @@ func newLogger(cfg *config.Config, out io.Writer) (*logrus.Logger, error) {
 	return log, nil
 }
 
+// checkCredentials binds once before the agent starts, so that refused
+// credentials end the process at once with a message that says so (a
+// configuration mistake, not a directory to wait for). Anything else,
+// such as a directory that is down, is left to the agent, which keeps
+// trying.
+func checkCredentials(ctx context.Context, dir *ldapdir.Dir) error {
+	pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	if err := dir.Ping(pctx); errors.Is(err, ldapdir.ErrCredentials) {
+		return fmt.Errorf("%w; check [directory] bind_dn and the password (bind_password_file or %s), or the client certificate",
+			err, config.PasswordEnv)
+	}
+	return nil
+}
+
+// httpsConfig is the TLS configuration of the HTTP API, or nil for plain
+// HTTP: [http] tls_cert_file and tls_key_file, and with client_ca_file a
+// verified client certificate required from every client.
+func httpsConfig(h config.HTTP) (*tls.Config, error) {
+	if h.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(h.TLSCertFile, h.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("[http] tls_cert_file %s, tls_key_file %s: %w", h.TLSCertFile, h.TLSKeyFile, err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if h.ClientCAFile != "" {
+		pool, err := certPool("[http] client_ca_file", h.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+func certPool(key, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificates in it", key, file)
+	}
+	return pool, nil
+}
+
 func openDir(cfg *config.Config, log logrus.FieldLogger) (*ldapdir.Dir, error) {
 	d := cfg.Directory
 	var tlsCfg *tls.Config
-	if d.CAFile != "" || d.InsecureSkipVerify {
+	if d.CAFile != "" || d.InsecureSkipVerify || d.TLSCertFile != "" {
 		tlsCfg = &tls.Config{InsecureSkipVerify: d.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator's choice, documented as testing only
-		if d.CAFile != "" {
-			pem, err := os.ReadFile(d.CAFile)
+		if u, err := url.Parse(d.URL); err == nil {
+			tlsCfg.ServerName = u.Hostname()
+		}
+		if d.TLSCertFile != "" {
+			cert, err := tls.LoadX509KeyPair(d.TLSCertFile, d.TLSKeyFile)
 			if err != nil {
-				return nil, fmt.Errorf("[directory] ca_file: %w", err)
+				return nil, fmt.Errorf("[directory] tls_cert_file %s, tls_key_file %s: %w", d.TLSCertFile, d.TLSKeyFile, err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("[directory] ca_file %s: no PEM certificates in it", d.CAFile)
+			tlsCfg.Certificates = []tls.Certificate{cert}
+		}
+		if d.CAFile != "" {
+			pool, err := certPool("[directory] ca_file", d.CAFile)
+			if err != nil {
+				return nil, err
 			}
 			tlsCfg.RootCAs = pool
 		}
@@ -181,6 +246,7 @@ func openDir(cfg *config.Config, log logrus.FieldLogger) (*ldapdir.Dir, error) {
 		BaseDN:       d.BaseDN,
 		BindDN:       d.BindDN,
 		BindPassword: cfg.BindPassword(),
+		SASLExternal: d.SASLExternal,
 		StartTLS:     d.StartTLS,
 		TLS:          tlsCfg,
 		Timeout:      d.Timeout.Duration,

@@ -23,6 +23,7 @@ func TestMakeDemo(t *testing.T) {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
 	for _, want := range []string{
+		"each agent binds as its own account cn=<name>,ou=agents",
 		"status page: http://127.0.0.1:",
 		"all placed optimally",
 		"sent SIGKILL to tcs-texas-1",

@@ -8,6 +8,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +108,9 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 		d.ports[a.name] = port
+		if _, err := d.account(a.name); err != nil { // before any agent starts, so none gets a head start
+			return err
+		}
 	}
 	fmt.Fprintf(d.out, "\n   status page: http://127.0.0.1:%d/   (every agent serves one; this is Japan's)\n\n", d.ports["tcs-japan-1"])
 	for _, a := range story {
@@ -202,7 +207,7 @@ func (d *demo) startDirectory(ctx context.Context) error {
 	if err := d.slapd.Start(); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "directory: slapd at %s (base dc=example,dc=org, admin cn=admin,dc=example,dc=org / secret)\n", d.url)
+	fmt.Fprintf(d.out, "directory: slapd at %s (base dc=example,dc=org, admin cn=admin,dc=example,dc=org / secret; each agent binds as its own account cn=<name>,ou=agents)\n", d.url)
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", d.url[len("ldap://"):], 100*time.Millisecond)
 		if err == nil {
@@ -233,8 +238,36 @@ func (d *demo) startDirectory(ctx context.Context) error {
 	return nil
 }
 
+// account makes the agent's own directory account the way the README says
+// (scripts/slapd.sh add-agent with a password file), once: every agent of
+// the demo binds as itself, with only what the shipped ACLs allow an agent.
+func (d *demo) account(name string) (pwFile string, err error) {
+	pwFile = filepath.Join(d.work, name+".pw")
+	if _, err := os.Stat(pwFile); err == nil {
+		return pwFile, nil
+	}
+	raw := make([]byte, 18)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(pwFile, []byte(base64.RawURLEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	cmd := exec.Command(filepath.Join(d.root, "scripts", "slapd.sh"), "add-agent", name, pwFile)
+	cmd.Env = append(os.Environ(), "TCS_LDAP_URL="+d.url, "TCS_ROOTPW_FILE="+filepath.Join(d.work, "password"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(pwFile)
+		return "", fmt.Errorf("account for %s: %v\n%s", name, err, out)
+	}
+	return pwFile, nil
+}
+
 func (d *demo) startAgent(name, location string) error {
 	port := d.ports[name]
+	pwFile, err := d.account(name)
+	if err != nil {
+		return err
+	}
 	cfg := filepath.Join(d.work, name+".toml")
 	text := fmt.Sprintf(`[service]
 name = %q
@@ -245,10 +278,10 @@ advertise = "http://127.0.0.1:%d"
 [directory]
 url = %q
 base_dn = "dc=example,dc=org"
-bind_dn = "cn=admin,dc=example,dc=org"
-bind_password_file = "password"
+bind_dn = "cn=%s,ou=agents,dc=example,dc=org"
+bind_password_file = %q
 lease_ttl = "%ds"
-`, name, location, port, port, d.url, int(d.ttl/time.Second))
+`, name, location, port, port, d.url, name, filepath.Base(pwFile), int(d.ttl/time.Second))
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		return err
 	}

@@ -12,8 +12,13 @@
 # Environment:
 #   TCS_SUFFIX      suffix (dc=example,dc=org); fixed at first start
 #   TCS_ROOTDN      admin DN (cn=admin,<suffix>); fixed at first start
-#   TCS_ROOTPW      admin password (secret: development only); applied at
-#                   every start when set. TCS_ROOTPW_FILE reads it from a file.
+#   TCS_ROOTPW      admin password (secret: development only), stored hashed;
+#                   applied at every start when set. TCS_ROOTPW_FILE reads it
+#                   from a file.
+#   TCS_AGENTS      agent names ("tcs-japan-1 tcs-texas-1"): at first start
+#                   each gets its account cn=<name>,ou=agents (slapd.sh
+#                   add-agent) with the password of TCS_AGENT_PASSWORD_FILE
+#                   (or TCS_AGENT_PASSWORD; development only when shared)
 #   TCS_LOGLEVEL    slapd log levels written to stderr, e.g. "stats" or
 #                   "stats sync" (none); applied at every start
 #   TCS_LDAP_URLS   what slapd listens on (ldap:///, i.e. port 389)
@@ -102,7 +107,7 @@ read_rootpw() {
 }
 
 warn_default_password() {
-  [ "$1" = secret ] || return 0
+  [ -e "$data_dir/default-rootpw" ] || return 0
   log "##################################################################"
   log "WARNING: the admin password is the default \"secret\"."
   log "Anyone who reaches this server can rewrite every SmartSet."
@@ -114,7 +119,7 @@ warn_default_password() {
 # nothing: when it fails, what it made is removed so the next start retries.
 first_start() {
   local f
-  for f in slapd.d data run config.ldif base.ldif tcs-schema.ldif; do
+  for f in slapd.d data run config.ldif base.ldif tcs-schema.ldif default-rootpw; do
     [ ! -e "$data_dir/$f" ] \
       || die "$data_dir holds $f but no slapd configuration: use an empty volume (or remove $data_dir/$f)"
   done
@@ -123,15 +128,10 @@ first_start() {
   # As PID 1 in a container, bash ignores signals it has no trap for.
   trap 'exit 143' TERM INT
   # olcLogLevel goes to syslog, which a container lacks; TCS_LOGLEVEL is
-  # applied at every start as slapd's stderr level instead.
-  # slapd.sh renders the password with sed, which cannot carry '&', '|' or
-  # '\': such a password is set afterwards with slapmodify instead.
-  case "${TCS_ROOTPW:-}" in
-    *[\&\|\\]*)
-      TCS_LOGLEVEL=none TCS_ROOTPW=placeholder "$slapd_sh" init "$data_dir"
-      set_rootpw;;
-    *) TCS_LOGLEVEL=none replica_init;;
-  esac
+  # applied at every start as slapd's stderr level instead. slapd.sh stores
+  # the admin password hashed.
+  TCS_LOGLEVEL=none replica_init
+  mark_default_password "${TCS_ROOTPW:-secret}"
   case "${TCS_REPLICA:-}:${TCS_SERVER_ID:-}" in
     consumer:*|mirror:2) ;; # their entries replicate in
     *) load_initdb;;
@@ -157,7 +157,7 @@ undo_first_start() {
   log "first start failed: removing the partial configuration so the next start retries"
   stop_loader
   rm -rf "$data_dir/slapd.d" "$data_dir/data" "$data_dir/run" \
-    "$data_dir/config.ldif" "$data_dir/base.ldif" "$data_dir/tcs-schema.ldif"
+    "$data_dir/config.ldif" "$data_dir/base.ldif" "$data_dir/tcs-schema.ldif" "$data_dir/default-rootpw"
 }
 
 # load_initdb adds $initdb_dir/*.ldif (in name order) through a slapd that
@@ -171,12 +171,12 @@ load_initdb() {
     files=("$initdb_dir"/*.ldif)
     shopt -u nullglob
   fi
-  [ "${#files[@]}" -gt 0 ] || return 0
+  [ "${#files[@]}" -gt 0 ] || [ -n "${TCS_AGENTS:-}" ] || return 0
   local url pwfile f i
   loader_dir=$(mktemp -d)
   url="ldapi://$(printf '%s' "$loader_dir/ldapi" | sed -e 's|%|%25|g' -e 's|/|%2F|g' -e 's|,|%2C|g' -e 's| |%20|g')"
   pwfile="$loader_dir/pw"
-  (umask 077 && printf '%s' "$(config_value olcRootPW)" >"$pwfile")
+  (umask 077 && printf '%s' "${TCS_ROOTPW:-secret}" >"$pwfile")
   TCS_DEBUG=0 "$slapd_sh" run "$data_dir" "$url" >"$data_dir/run/initdb-slapd.log" 2>&1 &
   loader_pid=$!
   for i in $(seq 1 300); do
@@ -191,7 +191,25 @@ load_initdb() {
     ldapadd -x -H "$url" -D "$(config_value olcRootDN)" -y "$pwfile" -f "$f" >/dev/null \
       || die "loading $initdb_dir failed at $f"
   done
+  add_agents "$url" "$pwfile"
   stop_loader
+}
+
+# add_agents URL ADMINPWFILE makes the account of every TCS_AGENTS name.
+add_agents() {
+  [ -n "${TCS_AGENTS:-}" ] || return 0
+  local apw="$loader_dir/agent-pw" name
+  if [ -n "${TCS_AGENT_PASSWORD_FILE:-}" ]; then
+    [ -r "$TCS_AGENT_PASSWORD_FILE" ] || die "TCS_AGENT_PASSWORD_FILE=$TCS_AGENT_PASSWORD_FILE is not readable"
+    cp "$TCS_AGENT_PASSWORD_FILE" "$apw"
+  else
+    [ -n "${TCS_AGENT_PASSWORD:-}" ] || die "TCS_AGENTS needs TCS_AGENT_PASSWORD_FILE or TCS_AGENT_PASSWORD"
+    (umask 077 && printf '%s' "$TCS_AGENT_PASSWORD" >"$apw")
+  fi
+  for name in $TCS_AGENTS; do
+    TCS_LDAP_URL=$1 TCS_ROOTPW_FILE=$2 TCS_SUFFIX=$(config_value olcSuffix) TCS_ROOTDN=$(config_value olcRootDN) \
+      "$slapd_sh" add-agent "$name" "$apw" >&2 || die "cannot add the account of $name"
+  done
 }
 
 stop_loader() {
@@ -223,18 +241,31 @@ later_start() {
   if [ -n "${TCS_ROOTDN:-}" ] && ! same_dn "$TCS_ROOTDN" "$have"; then
     die "$data_dir has admin $have; TCS_ROOTDN=$TCS_ROOTDN cannot change it (unset TCS_ROOTDN or use an empty volume)"
   fi
-  if [ -n "${TCS_ROOTPW:-}" ] && [ "$TCS_ROOTPW" != "$(config_value olcRootPW)" ]; then
-    log "TCS_ROOTPW differs from the stored admin password: replacing it"
+  if [ -n "${TCS_ROOTPW:-}" ]; then
+    # Only a hash is stored, so the password cannot be compared: store it
+    # (hashed) again.
     set_rootpw
   fi
 }
 
-# set_rootpw stores TCS_ROOTPW as the admin password (slapd not running).
+# set_rootpw stores the hash of TCS_ROOTPW as the admin password (slapd not
+# running).
 set_rootpw() {
-  printf 'dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcRootPW\nolcRootPW:: %s\n-\n' \
-    "$(printf '%s' "$TCS_ROOTPW" | base64 -w0)" \
+  local tmp hash
+  tmp=$(umask 077 && mktemp)
+  printf '%s' "$TCS_ROOTPW" >"$tmp"
+  hash=$("$(slap_tool slappasswd)" -h '{SSHA}' -T "$tmp" 2>/dev/null) || { rm -f "$tmp"; die "slappasswd failed"; }
+  rm -f "$tmp"
+  printf 'dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcRootPW\nolcRootPW: %s\n-\n' "$hash" \
     | "$(slap_tool slapmodify)" -F "$data_dir/slapd.d" -n0 >"$data_dir/run/slapmodify.log" 2>&1 \
     || die "setting the admin password failed: $(cat "$data_dir/run/slapmodify.log")"
+  mark_default_password "$TCS_ROOTPW"
+}
+
+# mark_default_password remembers whether the admin password is the
+# development default (the stored hash cannot tell).
+mark_default_password() {
+  if [ "$1" = secret ]; then : >"$data_dir/default-rootpw"; else rm -f "$data_dir/default-rootpw"; fi
 }
 
 # check_ports warns when a non-root slapd is asked for a port below the
@@ -278,7 +309,7 @@ main() {
   if [ "${TCS_REPLICA:-}" = mirror ] && [ -n "${TCS_MIRROR_ACTIVE:-}" ]; then
     "$slapd_sh" mirror-activate "$data_dir" "$TCS_MIRROR_ACTIVE"
   fi
-  warn_default_password "$(config_value olcRootPW)"
+  warn_default_password
   check_ports
   local level=${TCS_LOGLEVEL:-none}
   export TCS_DEBUG=${level// /,}

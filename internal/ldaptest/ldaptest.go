@@ -8,14 +8,7 @@ package ldaptest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -47,7 +40,8 @@ type Server struct {
 	// With WithTLS only:
 	LDAPSURL string // ldaps://127.0.0.1:<port>
 	LDAPIURL string // ldapi://<socket path, %2F-escaped>
-	CAFile   string // PEM of the server's self-signed certificate
+	CAFile   string // PEM of the throwaway CA that signed the server's certificate
+	ca       *certAuthority
 
 	t     testing.TB
 	root  string
@@ -85,6 +79,8 @@ type options struct {
 	ldif     []string
 	debug    string
 	tls      bool
+	acl      []string
+	aclSet   bool
 	// init is the slapd.sh subcommand and arguments after DIR that make the
 	// configuration ("init" when empty); port, when not 0, is the port to
 	// listen on (replica.go).
@@ -96,9 +92,20 @@ type options struct {
 	peerVia func(string) string
 }
 
-// WithTLS gives the server a fresh self-signed certificate for 127.0.0.1,
+// WithACL replaces the shipped access control of the database (the
+// olcAccess rules of schema/slapd.ldif) with rules, e.g.
+// WithACL("to * by users manage by * read") for a site's own permissive
+// server; no rules at all leaves slapd's default (everyone reads, only the
+// admin writes).
+func WithACL(rules ...string) Option {
+	return func(o *options) { o.acl, o.aclSet = rules, true }
+}
+
+// WithTLS gives the server a certificate for 127.0.0.1 from a throwaway CA,
 // an ldaps:// listener (Server.LDAPSURL), StartTLS on ldap://, and an
-// ldapi:// socket (Server.LDAPIURL); Server.CAFile is the certificate.
+// ldapi:// socket (Server.LDAPIURL); Server.CAFile is the CA. The server asks
+// clients for a certificate from that CA (ClientCert makes one) and maps its
+// subject to the account for SASL EXTERNAL.
 func WithTLS() Option {
 	return func(o *options) { o.tls = true }
 }
@@ -159,16 +166,25 @@ func Start(t testing.TB, opts ...Option) *Server {
 		init.Env = append(init.Env, "TCS_SCHEMA=none")
 	}
 	if o.tls {
-		cert, key, err := selfSigned(dir)
+		ca, err := newCA(dir)
 		if err != nil {
 			t.Fatalf("ldaptest: %v", err)
 		}
-		s.CAFile = cert
-		init.Env = append(init.Env, "TCS_TLS_CERT="+cert, "TCS_TLS_KEY="+key)
+		cert, key, err := ca.issue("127.0.0.1", "server")
+		if err != nil {
+			t.Fatalf("ldaptest: %v", err)
+		}
+		s.ca, s.CAFile = ca, ca.certFile
+		init.Env = append(init.Env, "TCS_TLS_CERT="+cert, "TCS_TLS_KEY="+key, "TCS_TLS_CA="+ca.certFile)
 		s.LDAPIURL = "ldapi://" + strings.ReplaceAll(filepath.Join(dir, "ldapi.sock"), "/", "%2F")
 	}
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("ldaptest: cannot make a slapd configuration (is slapd installed? `scripts/slapd.sh install`): %v\n%s", err, out)
+	}
+	if o.aclSet {
+		if err := replaceACL(dir, o.acl); err != nil {
+			t.Fatalf("ldaptest: %v", err)
+		}
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -245,6 +261,32 @@ func (s *Server) start() error {
 	s.cmd = cmd
 	s.done = exited
 	s.log = log
+	return nil
+}
+
+// replaceACL rewrites the olcAccess rules of the mdb database in the
+// configuration under dir (slapd not running) with slapmodify.
+func replaceACL(dir string, rules []string) error {
+	var b strings.Builder
+	b.WriteString("dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\n")
+	if len(rules) == 0 {
+		b.WriteString("delete: olcAccess\n-\n")
+	} else {
+		b.WriteString("replace: olcAccess\n")
+		for i, r := range rules {
+			fmt.Fprintf(&b, "olcAccess: {%d}%s\n", i, r)
+		}
+		b.WriteString("-\n")
+	}
+	bin := "slapmodify"
+	if _, err := exec.LookPath(bin); err != nil {
+		bin = "/usr/sbin/slapmodify"
+	}
+	cmd := exec.Command(bin, "-n0", "-F", filepath.Join(dir, "slapd.d"))
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("slapmodify of the access rules: %v\n%s", err, out)
+	}
 	return nil
 }
 
@@ -375,40 +417,4 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// selfSigned writes a self-signed ECDSA certificate for 127.0.0.1 and its
-// key into dir.
-func selfSigned(dir string) (certFile, keyFile string, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return "", "", err
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return "", "", err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return "", "", err
-	}
-	return certFile, keyFile, nil
 }

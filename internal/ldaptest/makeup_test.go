@@ -1,6 +1,7 @@
 package ldaptest
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -33,8 +34,25 @@ func TestMakeLdapUpDown(t *testing.T) {
 	run("make", append([]string{"-C", root, "ldap-up"}, vars...)...)
 	t.Cleanup(func() { exec.Command("make", append([]string{"-C", root, "ldap-down"}, vars...)...).Run() })
 	url := "ldap://127.0.0.1:" + strconv.Itoa(port)
-	out := run("ldapsearch", "-x", "-H", url, "-b", "dc=example,dc=org", "-LLL", "dn")
-	for _, ou := range []string{"ou=services", "ou=smartsets", "ou=locations"} {
+	// The rendered configuration holds the admin password hashed, never as
+	// given ("secret" is only the development default of make ldap-up).
+	for _, f := range []string{filepath.Join(dir, "config.ldif"), filepath.Join(dir, "slapd.d", "cn=config", "olcDatabase={1}mdb.ldif")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "secret") || !strings.Contains(string(b), "olcRootPW") {
+			t.Errorf("%s: the admin password is not stored hashed", f)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "config.ldif")); !strings.Contains(string(b), "olcRootPW: {SSHA}") {
+		t.Errorf("config.ldif has no {SSHA} olcRootPW")
+	}
+	if out := run("ldapwhoami", "-x", "-H", url, "-D", "cn=admin,dc=example,dc=org", "-w", "secret"); !strings.Contains(out, "cn=admin") {
+		t.Errorf("the admin cannot bind with the development password: %s", out)
+	}
+	out := run("ldapsearch", "-x", "-H", url, "-D", "cn=admin,dc=example,dc=org", "-w", "secret", "-b", "dc=example,dc=org", "-LLL", "dn")
+	for _, ou := range []string{"ou=services", "ou=smartsets", "ou=locations", "ou=agents", "ou=operators"} {
 		if !strings.Contains(out, "dn: "+ou+",dc=example,dc=org") {
 			t.Errorf("ldapsearch does not show %s:\n%s", ou, out)
 		}
