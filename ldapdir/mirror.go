@@ -99,10 +99,12 @@ func (d *Dir) Provider() string {
 // EpochFloor is the least epoch d writes (0 before any switch).
 func (d *Dir) EpochFloor() int64 { return d.track.epochFloor() }
 
-// sibling is a new Dir with cfg that shares d's provider tracking.
+// sibling is a new Dir with cfg that shares d's provider tracking and,
+// for the read side, its servers.
 func (d *Dir) sibling(cfg Config) *Dir {
 	s := newDir(cfg, d.log)
 	s.track = d.track
+	s.servers = d.servers
 	return s
 }
 
