@@ -123,7 +123,8 @@ type Agent struct {
 	recovering   atomic.Bool  // a re-read before unfencing is running
 	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
-	fenced atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
+	standing broadcast   // fired on fence and unfence (http.go)
 }
 
 // progress is how many orphans of one group (one former owner) are left,
@@ -342,7 +343,16 @@ func (a *Agent) start(ctx context.Context) error {
 // fails (without retrying) when another live process holds the name.
 func (a *Agent) register(ctx context.Context) error {
 	return retry(ctx, a.log, "register the lease", func() error {
-		l, err := a.leaseDir.Register(ctx, a.opts.Service, a.opts.LeaseTTL)
+		inc, err := ldapdir.NewIncarnation()
+		if err != nil {
+			return err
+		}
+		a.mu.Lock() // known before the watch can show the entry
+		a.incarnations[inc] = true
+		a.mu.Unlock()
+		svc := a.opts.Service
+		svc.Incarnation = inc
+		l, err := a.leaseDir.Register(ctx, svc, a.opts.LeaseTTL)
 		if errors.Is(err, ldapdir.ErrNameHeld) || errors.Is(err, ldapdir.ErrNoDDS) {
 			return permanent{err}
 		}
@@ -351,7 +361,6 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		a.lease = l
-		a.incarnations[l.Incarnation()] = true
 		a.mu.Unlock()
 		return nil
 	})
@@ -446,6 +455,7 @@ func (a *Agent) valid() bool {
 
 func (a *Agent) fence(why string) {
 	if a.fenced.CompareAndSwap(false, true) {
+		a.standing.fire()
 		a.m.Fenced.Set(1)
 		a.log.WithField("reason", why).Warn("fenced: acting as owner of nothing until re-registered")
 	}
@@ -453,6 +463,7 @@ func (a *Agent) fence(why string) {
 
 func (a *Agent) unfence() {
 	if a.fenced.CompareAndSwap(true, false) {
+		a.standing.fire()
 		a.m.Fenced.Set(0)
 		a.log.Info("unfenced: lease renewed and directory re-read")
 	}

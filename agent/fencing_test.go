@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -483,4 +484,38 @@ func TestAStalledWatchIsNotReady(t *testing.T) {
 	healed := time.Now()
 	waitReady(true, 15*time.Second)
 	t.Logf("ready again %v after the path healed", time.Since(healed).Round(time.Millisecond))
+}
+
+// Issue 8: the lease entry is deleted by hand and another process adds it
+// at once, between two refreshes of the running agent (which the refresh
+// alone cannot see: it cannot assert the incarnation). The agent's watch
+// shows the delete and the foreign incarnation: it fences itself, its next
+// refresh reads the incarnation back, and it gives way (ErrNameHeld)
+// without ever answering as owner again.
+func TestAnAgentWhoseEntryIsReplacedGivesWay(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	s.Apply("dn: " + tx.a.DN() + "\nchangetype: delete\n")
+	other, err := open(t, s).Register(context.Background(), smartset.Service{Name: "tcs-texas-1", Location: "Texas", Endpoint: "http://other.invalid"}, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopOther := context.WithCancel(context.Background())
+	defer stopOther()
+	go other.Run(runCtx, 1900*time.Millisecond, nil)
+	replaced := time.Now()
+	select {
+	case err := <-tx.done:
+		tx.done <- err
+		if !errors.Is(err, ldapdir.ErrNameHeld) {
+			t.Fatalf("the agent ended with %v, want ErrNameHeld", err)
+		}
+		t.Logf("gave way %v after its entry was replaced: %v", time.Since(replaced).Round(time.Millisecond), err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent is still running as tcs-texas-1 after another process took its entry")
+	}
+	if _, ok := tx.a.Owns("texas-routers"); ok {
+		t.Fatal("the agent still answers as owner")
+	}
 }

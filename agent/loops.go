@@ -197,6 +197,7 @@ func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 	if ch.serviceGone != "" {
 		if smartset.SameDN(ch.serviceGone, a.selfDN) {
 			a.fence("own lease entry was deleted (expired)")
+			a.suspectLease()
 		} else {
 			a.log.WithField("service", ch.serviceGone).Info("service gone: looking for its sets")
 			go a.scanOrphans(ctx, ch.serviceGone)
@@ -204,11 +205,20 @@ func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 	}
 	if inc := ch.self.Incarnation; inc != "" && !a.incarnations[inc] {
 		a.fence("another process (incarnation " + inc + ", endpoint " + ch.self.Endpoint + ") holds this agent's lease entry")
+		a.suspectLease()
 	}
 	if ch.set == "" {
 		return nil
 	}
 	return a.changeOf(ch.prev, ch.next)
+}
+
+// suspectLease makes the next refresh confirm that the lease entry is still
+// this process's before it counts (a.mu held).
+func (a *Agent) suspectLease() {
+	if a.lease != nil {
+		a.lease.Suspect()
+	}
 }
 
 // putSetLocked records s in the view (a.mu held) and returns the ownership

@@ -174,7 +174,7 @@ func TestServeTablesFromAnyAgent(t *testing.T) {
 		code         int
 	}{
 		{"/v1/smartsets/../etc/passwd", "", 400},
-		{"/v1/smartsets/%2e%2e%2fetc%2fpasswd", "", 400},
+		{"/v1/smartsets/%2e%2e%2fetc%2fpasswd", "", 404}, // a name ("../etc/passwd"), looked up: no such set
 		{"/v1/smartsets/" + strings.Repeat("a", 300), "", 400},
 		{"/v1/smartsets/no-such-set", "", 404},
 		{"/v1/smartsets/japan-routers", "text/", 400},

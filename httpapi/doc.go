@@ -1,7 +1,8 @@
 // Package httpapi is the HTTP API every tcs agent serves:
 //
 //	GET /v1/smartsets          every set: name, location, owner, owner endpoint, epoch, state
-//	GET /v1/smartsets/{name}   the set's table (this agent owns it), or 307 to its owner
+//	GET /v1/smartsets/{name}   the set's table (this agent owns it), or 307 to its owner;
+//	                           ?index=N&wait=D blocks, ?stale=1 reads a fenced agent's last table
 //	GET /healthz               200 "ok" while the process is alive
 //	GET /readyz                200 when registered and watching, else 503 and why
 //	GET /metrics               Prometheus
@@ -21,12 +22,30 @@
 // (which cannot vouch for its view of the directory), with 503 and
 // Retry-After.
 //
-// Set names are checked on the raw request path before anything else looks
-// at it: a name is [A-Za-z0-9][A-Za-z0-9._-]{0,127}. Percent-encoded
-// characters are decoded first (RFC 3986 treats %41 and A alike), so "%2e%2e"
-// is rejected as "..", and "/" is never part of a name, plain or encoded.
-// The package routes on the raw path itself, so a path such as
-// /v1/smartsets/../etc/passwd is never cleaned or redirected: it is a 400.
+// A set's name is whatever cn the directory holds: the one path segment
+// after /v1/smartsets/, percent-decoded, is the name when it is valid UTF-8
+// without control characters and at most MaxNameLen characters (else 400).
+// Names are only looked up, never used as file paths: "..", "." and
+// "a%2Fb" are names like any other, 404 unless a set is called that. A raw
+// "/" after the name is a 400. The package routes on the raw path itself,
+// so a path such as /v1/smartsets/../etc/passwd is never cleaned or
+// redirected. A 307's Location percent-encodes the name and keeps the
+// request's query string.
+//
+// Every table answer carries TCS-Index, an integer that only grows for a
+// set across content changes and owners (tablecache: epoch<<32 | the
+// owner's revision). Blocking reads, as Consul's: ?index=N&wait=30s
+// waits while this agent serves the set at an index not above N, and
+// answers at the first change (Changes), when the agent stops serving the
+// set (a 307 or 503 at once), when the wait (default 5m, at most 10m, plus
+// up to 1/16 jitter) ends, or when the server shuts down. Waiting costs no
+// goroutine beyond the request's own: waiters of a set share one channel
+// that the table cache closes on change.
+//
+// Stale reads, as Consul's: a fenced agent answers 503, but with ?stale=1
+// or the header TCS-Allow-Stale: 1 it answers 200 with the last table of a
+// set its last view says it owns, with TCS-Stale: true, TCS-Fenced: true
+// and TCS-Age (Standing).
 //
 // Tables are JSON by default and CSV on request (Accept: text/csv or
 // ?format=csv; the query parameter wins over Accept, and when the Accept

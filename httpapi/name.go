@@ -5,24 +5,24 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// MaxNameLen is the longest SmartSet name the API accepts.
+// MaxNameLen is the longest SmartSet name the API accepts, in characters.
 const MaxNameLen = 128
 
 // checkName returns the set name that raw, the rest of the escaped request
 // path after "/v1/smartsets/", names, or an error saying what is wrong with
-// it. A name is [A-Za-z0-9][A-Za-z0-9._-]{0,127}: one path segment, never
-// "." or "..". Percent-escapes are decoded before the name is checked, but
-// an escaped "/" is refused like a plain one.
+// it. A set's name is whatever cn the directory holds, so any one path
+// segment is a name once percent-decoded, when it is valid UTF-8 without
+// control characters and at most MaxNameLen characters long. The name is
+// only ever looked up, never used as a path: "..", "." and "a%2Fb" are
+// names like any other (and the directory has no such set, a 404). A raw
+// "/" makes more than one segment: not a set's path.
 func checkName(raw string) (string, error) {
 	if strings.Contains(raw, "/") {
-		for seg := range strings.SplitSeq(raw, "/") {
-			if s, err := url.PathUnescape(seg); err == nil && (s == "." || s == "..") {
-				return "", errors.New(`name contains a "." or ".." path segment`)
-			}
-		}
-		return "", errors.New(`name contains "/"`)
+		return "", errors.New(`the path has more than one segment after /v1/smartsets/ (a "/" in a name is written %2F)`)
 	}
 	name := raw
 	if strings.Contains(raw, "%") {
@@ -30,31 +30,19 @@ func checkName(raw string) (string, error) {
 		if name, err = url.PathUnescape(raw); err != nil {
 			return "", errors.New("name has a malformed percent-escape")
 		}
-		if strings.Contains(name, "/") {
-			return "", errors.New(`name contains an encoded "/" (%2F)`)
-		}
 	}
 	switch {
 	case name == "":
 		return "", errors.New("name is empty")
-	case name == "." || name == "..":
-		return "", fmt.Errorf("name is %q, a path segment, not a set name", name)
-	case len(name) > MaxNameLen:
+	case !utf8.ValidString(name):
+		return "", errors.New("name is not valid UTF-8")
+	case utf8.RuneCountInString(name) > MaxNameLen:
 		return "", fmt.Errorf("name longer than %d characters", MaxNameLen)
 	}
 	for i, r := range name {
-		switch {
-		case alnum(r):
-		case i == 0:
-			return "", fmt.Errorf("name must start with a letter or a digit, not %q", r)
-		case r != '.' && r != '_' && r != '-':
-			return "", fmt.Errorf("name contains %q: only letters, digits, '.', '_' and '-' are allowed", r)
+		if unicode.IsControl(r) {
+			return "", fmt.Errorf("name contains the control character %U at byte %d", r, i)
 		}
 	}
 	return name, nil
-}
-
-// alnum reports whether r is an ASCII letter or digit.
-func alnum(r rune) bool {
-	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 }

@@ -28,6 +28,9 @@ type Options struct {
 	Gatherer   prometheus.Gatherer   // what /metrics serves (nil: a fresh registry)
 	Registerer prometheus.Registerer // where the HTTP metrics go (nil: not registered)
 	StatusPage http.Handler          // served at "/" and under "/ui/" (nil: a small built-in HTML page linking to the other routes)
+	// SwarmChanges, when set, makes GET /v1/smartsets?index= wait for a
+	// change of the list (nil: such reads answer at once).
+	SwarmChanges SwarmChanges
 }
 
 // Defaults of Options.

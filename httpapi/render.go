@@ -18,7 +18,9 @@ import (
 type rendered struct {
 	etag, owner string // the table's ETag and the agent name it was rendered with
 
+	index              int64    // the table's Index
 	epoch              []string // TCS-Epoch
+	indexHdr           []string // TCS-Index
 	ownerHdr           []string // TCS-Owner
 	jsonETag, csvETag  []string // ETag of each format; nil when the table has none
 	jsonOnce, csvOnce  sync.Once
@@ -29,7 +31,9 @@ func newRendered(t tablecache.Table, owner string) *rendered {
 	rd := &rendered{
 		etag:     t.ETag,
 		owner:    owner,
+		index:    t.Index,
 		epoch:    []string{strconv.FormatInt(t.Epoch, 10)},
+		indexHdr: []string{strconv.FormatInt(t.Index, 10)},
 		ownerHdr: []string{owner},
 	}
 	if tag := quoteETag(t.ETag); tag != "" {
@@ -78,7 +82,7 @@ func (m *memo) get(name string, t *tablecache.Table, owner string) *rendered {
 	m.mu.RLock()
 	rd := m.m[name]
 	m.mu.RUnlock()
-	if rd != nil && rd.etag == t.ETag && rd.owner == owner {
+	if rd != nil && rd.etag == t.ETag && rd.index == t.Index && rd.owner == owner {
 		return rd
 	}
 	rd = newRendered(*t, owner)
@@ -121,7 +125,7 @@ func (m *memo) sweep() {
 	}
 	m.mu.RUnlock()
 	for name, rd := range entries {
-		if t, ok := m.tables.Get(name); ok && !t.Failed && t.ETag == rd.etag {
+		if t, ok := m.tables.Get(name); ok && !t.Failed && t.ETag == rd.etag && t.Index == rd.index {
 			delete(entries, name) // current: keep
 		}
 	}
@@ -145,7 +149,7 @@ func (m *memo) len() int {
 // appendTableJSON appends the head of t's JSON object: every member whose
 // value depends only on the table version, in this order:
 //
-//	{"set":…,"epoch":…,"owner":…,"columns":[…],"rows":[{"dn":"…","<col>":["v",…],…},…],"row_count":n,
+//	{"set":…,"epoch":…,"index":…,"owner":…,"columns":[…],"rows":[{"dn":"…","<col>":["v",…],…},…],"row_count":n,
 //
 // Row members follow the column order; "dn" (the first column) is a
 // string, every other column an array of all its values.
@@ -154,6 +158,8 @@ func appendTableJSON(b []byte, t *tablecache.Table, owner string) []byte {
 	b = appendString(b, t.Set)
 	b = append(b, `,"epoch":`...)
 	b = strconv.AppendInt(b, t.Epoch, 10)
+	b = append(b, `,"index":`...)
+	b = strconv.AppendInt(b, t.Index, 10)
 	b = append(b, `,"owner":`...)
 	b = appendString(b, owner)
 	b = append(b, `,"columns":[`...)
@@ -206,10 +212,11 @@ func appendTableJSON(b []byte, t *tablecache.Table, owner string) []byte {
 // appendTableTail appends the members of t's JSON object that change
 // without the table changing, and closes the object:
 //
-//	"refreshed":"<RFC 3339>"|null,"stale":bool,"age_seconds":s[,"error":"…"]}
+//	"refreshed":"<RFC 3339>"|null,"stale":bool,"age_seconds":s[,"fenced":true][,"error":"…"]}
 //
-// "error" is there only when the table is stale.
-func appendTableTail(b []byte, t *tablecache.Table, now time.Time) []byte {
+// "error" is there only when the table is stale, "fenced" only on a stale
+// read from a fenced agent (which is stale by definition).
+func appendTableTail(b []byte, t *tablecache.Table, now time.Time, fenced bool) []byte {
 	b = append(b, `"refreshed":`...)
 	if t.Refreshed.IsZero() {
 		b = append(b, "null"...)
@@ -219,9 +226,12 @@ func appendTableTail(b []byte, t *tablecache.Table, now time.Time) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `,"stale":`...)
-	b = strconv.AppendBool(b, t.Stale)
+	b = strconv.AppendBool(b, t.Stale || fenced)
 	b = append(b, `,"age_seconds":`...)
 	b = strconv.AppendFloat(b, max(t.Age(now).Seconds(), 0), 'f', 3, 64)
+	if fenced {
+		b = append(b, `,"fenced":true`...)
+	}
 	if t.Stale {
 		b = append(b, `,"error":`...)
 		b = appendString(b, t.Err)

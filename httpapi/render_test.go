@@ -40,15 +40,15 @@ func TestTableJSONEdgeCases(t *testing.T) {
 			{{"cn=y"}, nil, {}}, // nil and empty
 		},
 	}
-	b := appendTableTail(appendTableJSON(nil, &tb, "me"), &tb, fixedNow)
-	want := `{"set":"odd","epoch":1,"owner":"me","columns":["dn","a","b"],"rows":[` +
+	b := appendTableTail(appendTableJSON(nil, &tb, "me"), &tb, fixedNow, false)
+	want := `{"set":"odd","epoch":1,"index":0,"owner":"me","columns":["dn","a","b"],"rows":[` +
 		`{"dn":"cn=x","a":["1"],"b":[]},{"dn":"","a":[],"b":["v\n"]},{"dn":"cn=y","a":[],"b":[]}],` +
 		`"row_count":3,"refreshed":null,"stale":false,"age_seconds":0.000}` + "\n"
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 	empty := tablecache.Table{Set: "empty", Columns: []string{"dn"}}
-	b = appendTableTail(appendTableJSON(nil, &empty, "me"), &empty, fixedNow)
+	b = appendTableTail(appendTableJSON(nil, &empty, "me"), &empty, fixedNow, false)
 	if !json.Valid(b) {
 		t.Errorf("empty table: invalid JSON %s", b)
 	}

@@ -67,8 +67,8 @@ func TestServeRawPaths(t *testing.T) {
 	for _, uri := range []string{
 		"/v1/smartsets/../etc/passwd",
 		"/v1/smartsets/%2e%2e/etc/passwd",
-		"/v1/smartsets/%2e%2e%2fetc%2fpasswd",
 		"/v1/smartsets/./dallas",
+		"/v1/smartsets/a%00",
 		"/v1/smartsets//dallas",
 		"/v1/smartsets/" + strings.Repeat("a", 129),
 	} {
@@ -83,8 +83,10 @@ func TestServeRawPaths(t *testing.T) {
 	if got := rawGet(t, base, "/v1/smartsets/dallas", "Accept: ;;;\r\n"); !strings.HasPrefix(got, "400 ") {
 		t.Errorf("malformed Accept on the wire: %s", got)
 	}
-	if got := rawGet(t, base, "/v1/smartsets/amarillo", ""); !strings.HasPrefix(got, "404 ") {
-		t.Errorf("unknown set on the wire: %s", got)
+	for _, uri := range []string{"/v1/smartsets/amarillo", "/v1/smartsets/%2e%2e%2fetc%2fpasswd", "/v1/smartsets/..", "/v1/smartsets/%2E"} {
+		if got := rawGet(t, base, uri, ""); !strings.HasPrefix(got, "404 ") {
+			t.Errorf("GET %s on the wire: %s, want 404", uri, got)
+		}
 	}
 	if got := rawGet(t, base, "/healthz", ""); got != "200 ok" {
 		t.Errorf("healthz after the bad requests: %s", got)

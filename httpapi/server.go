@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,6 +29,15 @@ type Server struct {
 	promhttp   http.Handler
 	status     http.Handler
 	now        func() time.Time // the clock for table ages
+	changes    Changes          // tables' change notifications; nil: ?index= answers at once
+	standing   Standing         // the agent's fencing; nil: no stale reads
+	closing    chan struct{}    // closed when Serve starts shutting down: waiting requests answer
+	closeOnce  sync.Once
+
+	listMu    sync.Mutex
+	listHash  [32]byte // of the last list read
+	listIndex int64    // the list's TCS-Index
+	lastList  *list    // shared by the blocking reads woken by one change
 }
 
 // New returns the API of the agent sw, serving the tables of the sets it
@@ -44,7 +54,10 @@ func New(sw Swarm, tables Tables, opts Options) *Server {
 		metrics:    newMetrics(opts.Registerer),
 		memo:       memo{tables: tables},
 		now:        time.Now,
+		closing:    make(chan struct{}),
 	}
+	s.changes, _ = tables.(Changes)
+	s.standing, _ = sw.(Standing)
 	s.promhttp = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{ErrorLog: s.log})
 	s.status = opts.StatusPage
 	if s.status == nil {
@@ -76,6 +89,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(func() { s.closeOnce.Do(func() { close(s.closing) }) })
 	addr := ln.Addr().String()
 	s.log.WithField("addr", addr).Info("serving HTTP")
 	errc := make(chan error, 1)

@@ -69,10 +69,10 @@ func TestRoutes(t *testing.T) {
 		{name: "OPTIONS is 405", method: "OPTIONS", target: "/", code: 405, headers: map[string]string{"Allow": "GET, HEAD"}},
 
 		// The list.
-		{name: "list", target: "/v1/smartsets", code: 200, body: `{"agent":"tcs-texas-1","sets":[{"name":"austin","location":"Texas","owner":"tcs-texas-1","owner_endpoint":"http://10.0.0.1:8082","epoch":1,"state":"optimal"},{"name":"dallas"`,
+		{name: "list", target: "/v1/smartsets", code: 200, body: `{"name":"austin","location":"Texas","owner":"tcs-texas-1","owner_endpoint":"http://10.0.0.1:8082","epoch":1,"state":"optimal"},{"name":"dallas"`,
 			headers: map[string]string{"Content-Type": contentJSON, "Vary": "Accept"}},
 		{name: "list trailing slash", target: "/v1/smartsets/", code: 200, body: `"agent":"tcs-texas-1"`},
-		{name: "list csv by query", target: "/v1/smartsets?format=csv", code: 200, body: "name,location,owner,owner_endpoint,epoch,state\naustin,Texas,tcs-texas-1,http://10.0.0.1:8082,1,optimal\n",
+		{name: "list csv by query", target: "/v1/smartsets?format=csv", code: 200, body: "\naustin,Texas,tcs-texas-1,http://10.0.0.1:8082,1,optimal\n",
 			headers: map[string]string{"Content-Type": contentCSV}},
 		{name: "list csv by Accept", target: "/v1/smartsets", header: hdr("Accept", "text/csv"), code: 200, body: "name,location,owner,owner_endpoint,epoch,state\n"},
 		{name: "list directory down", target: "/v1/smartsets", setup: func(f *fakeSwarm) { f.setsErr = errors.New("ldapdir: directory unavailable") },
@@ -81,7 +81,7 @@ func TestRoutes(t *testing.T) {
 		{name: "list malformed Accept", target: "/v1/smartsets", header: hdr("Accept", "text/"), code: 400, body: "malformed Accept header"},
 
 		// A table this agent serves.
-		{name: "table json", target: "/v1/smartsets/dallas", code: 200, body: `{"set":"dallas","epoch":3,"owner":"tcs-texas-1","columns":["dn","uid","mail","cn"],"rows":[`,
+		{name: "table json", target: "/v1/smartsets/dallas", code: 200, body: `{"set":"dallas","epoch":3,"index":12884901890,"owner":"tcs-texas-1","columns":["dn","uid","mail","cn"],"rows":[`,
 			headers: map[string]string{"Content-Type": contentJSON, "ETag": `"3-9f86d081884c7d65"`, "TCS-Epoch": "3", "TCS-Owner": selfName,
 				"Cache-Control": "no-cache", "Vary": "Accept", "TCS-Stale": "-", "TCS-Age": "-", "Warning": "-"}},
 		{name: "table json, percent-encoded letter", target: "/v1/smartsets/%64allas", code: 200, body: `"set":"dallas"`},
@@ -136,23 +136,50 @@ func TestRoutes(t *testing.T) {
 		{name: "unknown set, longest name", target: "/v1/smartsets/" + long, code: 404},
 		{name: "directory down for one set", target: "/v1/smartsets/tokyo", setup: func(f *fakeSwarm) { f.setsErr = errors.New("ldapdir: directory unavailable") }, code: 503, body: "cannot read the directory"},
 
+		// Names are whatever cn the directory holds: looked up, never used as paths.
+		{name: "..", target: "/v1/smartsets/..", code: 404, body: `{"error":"no such SmartSet","set":".."}`},
+		{name: "%2e%2e", target: "/v1/smartsets/%2e%2e", code: 404, body: `"set":".."`},
+		{name: ".", target: "/v1/smartsets/.", code: 404, body: `"set":"."`},
+		{name: "a%2Fb", target: "/v1/smartsets/dallas%2Fextra", code: 404, body: `"set":"dallas/extra"`},
+		{name: "..%2fetc%2fpasswd", target: "/v1/smartsets/..%2fetc%2fpasswd", code: 404, body: `"set":"../etc/passwd"`},
+		{name: "leading dot", target: "/v1/smartsets/.hidden", code: 404},
+		{name: "space, unknown", target: "/v1/smartsets/el%20paso", code: 404, body: `"set":"el paso"`},
+		{name: "space, served here", target: "/v1/smartsets/sp%20ace", code: 200, body: `{"set":"sp ace","epoch":2,"index":8589934593,`,
+			headers: map[string]string{"TCS-Index": "8589934593"}},
+		{name: "unicode, redirect", target: "/v1/smartsets/%C3%BCn%C3%AFcode?index=5&wait=1s&format=csv&stale=1", code: 307,
+			headers: map[string]string{"Location": japanEndpoint + "/v1/smartsets/%C3%BCn%C3%AFcode?index=5&wait=1s&format=csv&stale=1"}},
+		{name: "paren, redirect", target: "/v1/smartsets/paren%28thesis%29", code: 307, headers: map[string]string{"Location": japanEndpoint + "/v1/smartsets/paren%28thesis%29"}},
+		{name: "plus, redirect", target: "/v1/smartsets/plus+sign", code: 307, headers: map[string]string{"Location": japanEndpoint + "/v1/smartsets/plus+sign"}},
+		{name: "star, redirect", target: "/v1/smartsets/star*", code: 307, headers: map[string]string{"Location": japanEndpoint + "/v1/smartsets/star%2A"}},
+		{name: "semicolon, redirect", target: "/v1/smartsets/semi;colon", code: 307, headers: map[string]string{"Location": japanEndpoint + "/v1/smartsets/semi%3Bcolon"}},
+		{name: "slash in a name, redirect", target: "/v1/smartsets/a%2Fb", code: 307, headers: map[string]string{"Location": japanEndpoint + "/tcs/v1/smartsets/a%2Fb"}},
+
 		// Bad names: 400 before anything else, never a redirect.
-		{name: "../etc/passwd", target: "/v1/smartsets/../etc/passwd", code: 400, body: `bad SmartSet name: name contains a \".\" or \"..\" path segment`},
-		{name: "%2e%2e/etc/passwd", target: "/v1/smartsets/%2e%2e/etc/passwd", code: 400, body: `path segment`},
-		{name: "%2E%2E%2Fetc%2Fpasswd", target: "/v1/smartsets/%2E%2E%2Fetc%2Fpasswd", code: 400, body: `encoded \"/\"`},
-		{name: "..%2fetc%2fpasswd", target: "/v1/smartsets/..%2fetc%2fpasswd", code: 400, body: `encoded \"/\"`},
-		{name: "%2e%2e", target: "/v1/smartsets/%2e%2e", code: 400, body: `name is \"..\"`},
-		{name: "..", target: "/v1/smartsets/..", code: 400, body: `name is \"..\"`},
-		{name: ".", target: "/v1/smartsets/.", code: 400, body: `name is \".\"`},
-		{name: "a/b", target: "/v1/smartsets/dallas/extra", code: 400, body: `name contains \"/\"`},
-		{name: "double slash", target: "/v1/smartsets//dallas", code: 400, body: `name contains \"/\"`},
-		{name: "a%2Fb", target: "/v1/smartsets/dallas%2Fextra", code: 400, body: `encoded \"/\"`},
+		{name: "../etc/passwd", target: "/v1/smartsets/../etc/passwd", code: 400, body: `bad SmartSet name: the path has more than one segment`},
+		{name: "%2e%2e/etc/passwd", target: "/v1/smartsets/%2e%2e/etc/passwd", code: 400, body: `more than one segment`},
+		{name: "a/b", target: "/v1/smartsets/dallas/extra", code: 400, body: `more than one segment`},
+		{name: "double slash", target: "/v1/smartsets//dallas", code: 400, body: `more than one segment`},
 		{name: "too long", target: "/v1/smartsets/" + long + "x", code: 400, body: "name longer than 128 characters"},
-		{name: "leading dot", target: "/v1/smartsets/.hidden", code: 400, body: "must start with a letter or a digit"},
-		{name: "leading dash", target: "/v1/smartsets/-rf", code: 400, body: "must start with a letter or a digit"},
-		{name: "space", target: "/v1/smartsets/el%20paso", code: 400, body: `name contains ' '`},
-		{name: "non-ASCII", target: "/v1/smartsets/%C3%A9t%C3%A9", code: 400, body: "must start with a letter or a digit"},
-		{name: "bad name beats bad Accept", target: "/v1/smartsets/..", header: hdr("Accept", ";;;"), code: 400, body: "bad SmartSet name"},
+		{name: "control character", target: "/v1/smartsets/a%0Ab", code: 400, body: "control character U+000A"},
+		{name: "invalid UTF-8", target: "/v1/smartsets/a%FF", code: 400, body: "not valid UTF-8"},
+		{name: "bad name beats bad Accept", target: "/v1/smartsets/a%00", header: hdr("Accept", ";;;"), code: 400, body: "bad SmartSet name"},
+
+		// Blocking and stale parameters.
+		{name: "bad index", target: "/v1/smartsets/dallas?index=x", code: 400, body: `index=\"x\": want a TCS-Index`},
+		{name: "negative index", target: "/v1/smartsets/dallas?index=-1", code: 400, body: "want a TCS-Index"},
+		{name: "bad wait", target: "/v1/smartsets/dallas?index=1&wait=soon", code: 400, body: `wait=\"soon\"`},
+		{name: "negative wait", target: "/v1/smartsets/dallas?index=1&wait=-3s", code: 400, body: "cannot be negative"},
+		{name: "bad stale", target: "/v1/smartsets/dallas?stale=maybe", code: 400, body: `stale=\"maybe\"`},
+		{name: "index passed: at once", target: "/v1/smartsets/dallas?index=1&wait=10m", code: 200, headers: map[string]string{"TCS-Index": "12884901890"}},
+		{name: "stale read, not fenced", target: "/v1/smartsets/dallas?stale=1", code: 200, headers: map[string]string{"TCS-Stale": "-", "TCS-Fenced": "-"}},
+		{name: "fenced: stale read", target: "/v1/smartsets/dallas?stale=1", setup: func(f *fakeSwarm) { f.fenced = true }, code: 200,
+			body:    `"stale":true,"age_seconds":90.000,"fenced":true}`,
+			headers: map[string]string{"TCS-Stale": "true", "TCS-Fenced": "true", "TCS-Age": "90", "TCS-Epoch": "3", "TCS-Index": "12884901890"}},
+		{name: "fenced: stale read by header", target: "/v1/smartsets/dallas", header: hdr("TCS-Allow-Stale", "1"), setup: func(f *fakeSwarm) { f.fenced = true }, code: 200,
+			headers: map[string]string{"TCS-Stale": "true", "TCS-Fenced": "true"}},
+		{name: "fenced: stale=0", target: "/v1/smartsets/dallas?stale=0", header: hdr("TCS-Allow-Stale", "1"), setup: func(f *fakeSwarm) { f.fenced = true }, code: 503, body: "fenced"},
+		{name: "fenced: stale read of a failed table", target: "/v1/smartsets/houston?stale", setup: func(f *fakeSwarm) { f.fenced = true }, code: 503, body: "fenced"},
+		{name: "fenced: stale read of a set elsewhere", target: "/v1/smartsets/tokyo?stale=1", setup: func(f *fakeSwarm) { f.fenced = true }, code: 503, body: "fenced"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,7 +273,7 @@ func TestTableJSON(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("status %d", rec.Code)
 	}
-	want := `{"set":"dallas","epoch":3,"owner":"tcs-texas-1","columns":["dn","uid","mail","cn"],"rows":[` +
+	want := `{"set":"dallas","epoch":3,"index":12884901890,"owner":"tcs-texas-1","columns":["dn","uid","mail","cn"],"rows":[` +
 		`{"dn":"uid=alice,ou=people,dc=example,dc=org","uid":["alice"],"mail":["alice@example.org","a@example.org"],"cn":["Alice, \"Al\" Smith"]},` +
 		`{"dn":"uid=bob,ou=people,dc=example,dc=org","uid":["bob"],"mail":[],"cn":["Bob"]}],` +
 		`"row_count":2,"refreshed":"2026-03-01T12:00:00.0000005Z","stale":false,"age_seconds":90.000}` + "\n"
@@ -258,7 +285,7 @@ func TestTableJSON(t *testing.T) {
 	}
 	// Key order: the object's members as documented, each row's as Columns.
 	top, rows := keyOrder(t, rec.Body.Bytes())
-	if got, want := strings.Join(top, ","), "set,epoch,owner,columns,rows,row_count,refreshed,stale,age_seconds"; got != want {
+	if got, want := strings.Join(top, ","), "set,epoch,index,owner,columns,rows,row_count,refreshed,stale,age_seconds"; got != want {
 		t.Errorf("top-level keys %s, want %s", got, want)
 	}
 	for i, keys := range rows {

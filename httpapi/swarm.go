@@ -38,3 +38,33 @@ type Swarm interface {
 type Tables interface {
 	Get(name string) (tablecache.Table, bool)
 }
+
+// Changes is what blocking reads wait on. Tables that implement it
+// (tablecache.Cache does) make ?index= reads wait; without it they answer
+// at once.
+type Changes interface {
+	// Changed returns a channel closed at the next change of set name's
+	// table (loaded, new rows, new epoch, failed, dropped). Taken before
+	// looking at the table, it misses nothing.
+	Changed(name string) <-chan struct{}
+}
+
+// Standing is what stale reads and waiting requests need to know about
+// this agent beyond Swarm. An agent that implements it (the agent does)
+// answers ?stale=1 reads while fenced, and wakes waiting requests when it
+// is fenced or unfenced.
+type Standing interface {
+	// LastOwned reports the epoch of set name when this agent owned it in
+	// its last view of the directory, fenced or not.
+	LastOwned(name string) (epoch int64, ok bool)
+	// FenceChanged returns a channel closed at the next fence or unfence.
+	FenceChanged() <-chan struct{}
+}
+
+// SwarmChanges is what blocking reads of the list of sets wait on (the
+// status page implements it: statuspage.Page.Changed).
+type SwarmChanges interface {
+	// Changed returns a channel closed at the next change of the swarm's
+	// sets, owners or agents, and a function to call when done waiting.
+	Changed() (<-chan struct{}, func())
+}

@@ -54,6 +54,7 @@ type Lease struct {
 	lastRenew time.Time // when the last refresh known to be on this process's entry was SENT (monotonic)
 	err       error     // last refresh error, nil after a success
 	lost      bool      // the entry is gone or another process's: register again
+	suspect   bool      // read the incarnation back on the next refresh
 	closed    bool
 }
 
@@ -84,8 +85,9 @@ type holder struct {
 	ttlLeft     int       // entryTtl as the server reports it: seconds left
 }
 
-// Register adds svc's entry under ou=services as a dynamicObject with a new
-// random incarnation and sets its TTL to ttl (whole seconds, at least 1 s)
+// Register adds svc's entry under ou=services as a dynamicObject with the
+// incarnation svc.Incarnation (a new random one when empty; see
+// NewIncarnation) and sets its TTL to ttl (whole seconds, at least 1 s)
 // with the Refresh extended operation. The caller keeps it alive with Run or
 // Refresh.
 //
@@ -99,9 +101,12 @@ func (d *Dir) Register(ctx context.Context, svc smartset.Service, ttl time.Durat
 		return nil, fmt.Errorf("ldapdir: lease TTL %v must be a whole number of seconds, at least 1s", ttl)
 	}
 	dn := d.ServiceDN(svc.Name)
-	inc, err := newIncarnation()
-	if err != nil {
-		return nil, err
+	inc := svc.Incarnation
+	if inc == "" {
+		var err error
+		if inc, err = NewIncarnation(); err != nil {
+			return nil, err
+		}
 	}
 	for {
 		err := d.addLease(ctx, dn, svc, inc)
@@ -209,7 +214,8 @@ func (d *Dir) readHolder(ctx context.Context, dn string) (holder, error) {
 	return h, nil
 }
 
-func newIncarnation() (string, error) {
+// NewIncarnation returns a new random lease incarnation (tcsIncarnation).
+func NewIncarnation() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("ldapdir: incarnation: %w", err)
@@ -243,15 +249,18 @@ func (l *Lease) Refresh(ctx context.Context) error {
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	prev := l.lastRenew
+	prev, suspect := l.lastRenew, l.suspect
 	l.mu.Unlock()
 	sent := l.now()
 	got, err := l.d.refreshTTL(ctx, l.dn, int(l.ttl/time.Second))
-	if err == nil && got >= int(l.ttl/time.Second) && (prev.IsZero() || l.now().Sub(prev) >= LeaseSafeFor(l.ttl)) {
+	if err == nil && got >= int(l.ttl/time.Second) && (suspect || prev.IsZero() || l.now().Sub(prev) >= LeaseSafeFor(l.ttl)) {
 		err = l.verify(ctx)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err == nil && suspect {
+		l.suspect = false
+	}
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrLeaseLost):
 		l.lost = true
@@ -284,6 +293,17 @@ func (l *Lease) verify(ctx context.Context) error {
 		return fmt.Errorf("%w: %s now belongs to another process (incarnation %s, endpoint %q)", ErrLeaseLost, l.dn, h.incarnation, h.endpoint)
 	}
 	return nil
+}
+
+// Suspect makes the next refresh read the incarnation back before it
+// counts: for when the holder learns (e.g. from its watch) that its entry
+// was deleted or shows another incarnation, which the continuity rule of
+// Refresh cannot see (an entry deleted by hand and added again by another
+// process between two refreshes).
+func (l *Lease) Suspect() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.suspect = true
 }
 
 // LastRenew returns when the last counted refresh was sent (monotonic clock).

@@ -75,7 +75,7 @@ func (p *Page) unsubscribe(sub *subscriber) {
 	defer p.mu.Unlock()
 	delete(p.subs, sub)
 	p.streams.Done()
-	if len(p.subs) > 0 || p.feed == nil || p.closed {
+	if len(p.subs) > 0 || p.holders > 0 || p.feed == nil || p.closed {
 		return
 	}
 	p.lingerGen++
@@ -87,7 +87,7 @@ func (p *Page) unsubscribe(sub *subscriber) {
 // armed.
 func (p *Page) stopIdle(gen int) {
 	p.mu.Lock()
-	if gen != p.lingerGen || len(p.subs) > 0 || p.feed == nil {
+	if gen != p.lingerGen || len(p.subs) > 0 || p.holders > 0 || p.feed == nil {
 		p.mu.Unlock()
 		return
 	}
@@ -115,6 +115,10 @@ func (p *Page) publish(f *feed, b []byte) {
 		return
 	}
 	p.latest = b
+	if p.changed != nil { // wake the blocking reads of the list (changes.go)
+		close(p.changed)
+		p.changed = nil
+	}
 	for sub := range p.subs {
 		select {
 		case sub.ch <- b:

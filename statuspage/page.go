@@ -57,6 +57,8 @@ type Page struct {
 	lingerGen  int         // invalidates a linger timer that fired late
 	streams    sync.WaitGroup
 	shutdowns  map[*http.Server]chan struct{} // closed when that server shuts down
+	holders    int                            // unreleased Changed channels: they keep the watch running too
+	changed    chan struct{}                  // closed at the next published state (Changed)
 	closeOnce  sync.Once
 }
 
@@ -122,6 +124,10 @@ func (p *Page) Close() {
 		}
 		f := p.feed
 		p.feed, p.latest = nil, nil
+		if p.changed != nil {
+			close(p.changed) // waiting blocking reads answer
+			p.changed = nil
+		}
 		p.mu.Unlock()
 		if f != nil {
 			f.stop()

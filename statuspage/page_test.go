@@ -582,3 +582,50 @@ func TestModel(t *testing.T) {
 		t.Errorf("after the deletes: %+v", m.snap)
 	}
 }
+
+// Changed: a held channel keeps the directory watch running, is closed by
+// a change the page shows (an owner), not by a lease refresh, and the watch
+// stops once the last holder released it and the linger passed.
+func TestChangedWakesBlockingReads(t *testing.T) {
+	f := newFixture(t)
+	p, _ := f.newPage(t)
+	p.linger = 200 * time.Millisecond
+	ch, release := p.Changed()
+	if !p.watching() {
+		t.Fatal("no directory watch while a Changed channel is held")
+	}
+	select { // the first state after the watch synced
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed not closed by the first state")
+	}
+	release()
+	ch, release = p.Changed()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.leases["tcs-japan-1"].Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+		t.Fatal("Changed closed by a lease refresh")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := f.dir.Claim(ctx, "california-routers", 0, f.dir.ServiceDN("tcs-texas-1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed not closed by a change of owner")
+	}
+	release()
+	release() // idempotent
+	deadline := time.Now().Add(5 * time.Second)
+	for p.watching() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch still runs after the last holder released it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

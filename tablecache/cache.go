@@ -54,6 +54,7 @@ type Cache struct {
 	running  bool                       // Run is running
 	stale    int                        // tables with Stale set
 	sources  bool                       // bySource changed since watches were reconciled
+	changed  map[string]chan struct{}   // by key: closed at the next change of that table (Changed)
 
 	// testHook, when set, runs in the worker after a query returned and
 	// before its result is applied (tests use it to race Drop).
@@ -77,6 +78,7 @@ type entry struct {
 	ready bool   // a load finished: Get returns the table
 	good  bool   // table.Rows are a good result (possibly stale)
 	hash  string // content hash of table.Rows when good
+	rev   int64  // the low 32 bits of table.Index (see index.go)
 
 	heapIdx int       // index in Cache.due, -1 when not there
 	when    time.Time // next refresh, while in Cache.due
@@ -110,6 +112,7 @@ func New(opts Options) *Cache {
 		dirs:     map[string]*ldapdir.Dir{},
 		watches:  map[source]*watchRef{},
 		synced:   map[source]bool{},
+		changed:  map[string]chan struct{}{},
 	}
 	c.m = newMetrics(c, opts.Registerer, c.log)
 	return c
@@ -146,10 +149,11 @@ func (c *Cache) Own(set smartset.Set, loc smartset.Location) {
 		table: Table{Set: set.Name, Epoch: set.Epoch, Query: set.Query}}
 	c.tables[key] = e
 	if err != nil {
-		e.broken, e.ready = true, true
+		e.broken = true
 		t := e.table
 		t.Failed, t.Err = true, err.Error()
 		c.setTable(e, t)
+		e.ready = true
 		c.m.errors.WithLabelValues(reasonQuery).Inc()
 		c.log.WithFields(logrus.Fields{"set": set.Name, "epoch": set.Epoch}).WithError(err).Warn("tablecache: the set's query cannot run")
 		return
@@ -179,6 +183,7 @@ func (c *Cache) remove(key string) {
 		return
 	}
 	delete(c.tables, key)
+	c.notify(key)
 	if e.table.Stale {
 		c.stale--
 	}
@@ -229,9 +234,14 @@ func (c *Cache) counts() (tables, stale int) {
 	return len(c.tables), c.stale
 }
 
-// setTable replaces e's table, keeping the stale count. Called with c.mu
-// held.
+// setTable replaces e's table, keeping the stale count, giving it its
+// Index and waking whoever waits for a change of it (Changed). Called with
+// c.mu held.
 func (c *Cache) setTable(e *entry, t Table) {
+	c.index(e, &t)
+	if t.Index != e.table.Index || t.Stale != e.table.Stale {
+		c.notify(e.key) // not for a refresh that found the same rows
+	}
 	if e.table.Stale != t.Stale {
 		if t.Stale {
 			c.stale++

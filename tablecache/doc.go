@@ -18,6 +18,11 @@
 // not exist, it matches more than RowLimit rows) gives a Failed table with
 // no rows and Err saying why.
 //
+// Every table carries an Index that only grows for its set, across content
+// changes and owners (Epoch<<32 | a revision; index.go says why it holds
+// after a failover and a restart), and Changed returns a channel closed at
+// the table's next change: the HTTP API's blocking reads wait on it.
+//
 // Ownership is the agent's business: it calls Own when it owns a set (or
 // its epoch or query changed) and Drop when it no longer does. Drop wins
 // over a refresh in flight: its result is thrown away. The epoch a table

@@ -127,8 +127,8 @@ func (c *Cache) refresh(ctx context.Context, j job) {
 		e.good, e.fails = false, 0
 		t.Failed, t.Err = true, err.Error()
 	}
-	c.setTable(e, t)
 	e.ready = true
+	c.setTable(e, t)
 	switch {
 	case e.again:
 		e.again = false

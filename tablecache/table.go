@@ -30,6 +30,10 @@ type Table struct {
 	// ETag identifies this version of the table (epoch and content), quoted
 	// as an HTTP entity tag, e.g. "\"3-9f86d081884c7d65\"".
 	ETag string
+	// Index only grows for a set, across content changes and owners:
+	// Epoch<<32 | a revision of this owner that grows with every change
+	// of what is served (rows, epoch, failure). See IndexOf.
+	Index int64
 }
 
 // Age is how old the rows are at now.

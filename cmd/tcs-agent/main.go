@@ -2,6 +2,8 @@
 //
 //	tcs-agent run --config FILE.toml      join the swarm and serve
 //	tcs-agent status --config FILE.toml   print who owns which SmartSet
+//	tcs-agent get --config FILE.toml SET [--watch] [--format json|csv]
+//	                                      print a SmartSet's table (and every change)
 //	tcs-agent version                     print the version
 package main
 
@@ -23,6 +25,8 @@ import (
 const usage = `usage:
   tcs-agent run --config FILE.toml      join the swarm and serve
   tcs-agent status --config FILE.toml   print who owns which SmartSet
+  tcs-agent get --config FILE.toml SET [--watch] [--format json|csv]
+                                        print a SmartSet's table (--watch: and every change)
   tcs-agent version                     print the version
 `
 
@@ -43,7 +47,7 @@ func mainCode(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "run", "status":
+	case "run", "status", "get":
 	default:
 		fmt.Fprintf(stderr, "tcs-agent: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -52,11 +56,30 @@ func mainCode(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (TOML)")
 	watch := false
-	if cmd == "status" {
+	if cmd == "status" || cmd == "get" {
 		fs.BoolVar(&watch, "watch", false, "refresh the table live")
+	}
+	format := "json"
+	if cmd == "get" {
+		fs.StringVar(&format, "format", "json", "json or csv")
 	}
 	if err := fs.Parse(rest); err != nil {
 		return 2
+	}
+	var set string
+	if cmd == "get" { // get SET, with flags before or after it
+		if fs.NArg() == 0 {
+			fmt.Fprintln(stderr, "tcs-agent get: the name of a SmartSet is required")
+			return 2
+		}
+		set = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return 2
+		}
+		if format != "json" && format != "csv" {
+			fmt.Fprintf(stderr, "tcs-agent get: --format %q: use json or csv\n", format)
+			return 2
+		}
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tcs-agent %s: unexpected argument %q\n", cmd, fs.Arg(0))
@@ -78,6 +101,8 @@ func mainCode(args []string, stdout, stderr io.Writer) int {
 		err = run(ctx, cfg, stderr)
 	case "status":
 		err = status(ctx, cfg, stdout, watch)
+	case "get":
+		err = get(ctx, cfg, stdout, stderr, set, watch, format)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tcs-agent %s: %v\n", cmd, err)

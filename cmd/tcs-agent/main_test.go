@@ -34,6 +34,11 @@ func TestUsageAndVersion(t *testing.T) {
 		{[]string{"run", "--config"}, 2, "flag needs an argument"},
 		{[]string{"status", "--config", "x.toml", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"run", "--config", "/nonexistent/tcs.toml"}, 1, "/nonexistent/tcs.toml"},
+		{[]string{"get", "--config", "x.toml"}, 2, "the name of a SmartSet is required"},
+		{[]string{"get", "--config", "x.toml", "texas-routers", "--format", "xml"}, 2, `--format "xml": use json or csv`},
+		{[]string{"get", "--config", "x.toml", "texas-routers", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"get", "texas-routers", "--watch"}, 2, "--config FILE is required"},
+		{[]string{"get", "--config", "/nonexistent/tcs.toml", "sp ace", "--watch"}, 1, "/nonexistent/tcs.toml"},
 	} {
 		code, _, errOut := runMain(tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {

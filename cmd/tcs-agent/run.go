@@ -92,6 +92,7 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		Gatherer:        reg,
 		Registerer:      reg,
 		StatusPage:      page,
+		SwarmChanges:    page, // blocking reads of the list
 	})
 
 	// The table cache and the HTTP server outlive the agent's leave: while

@@ -126,6 +126,10 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("all placed optimally in %v", since(t0))
 	d.table(ctx)
+	before, err := d.readThroughJapan(ctx, "before the kill -9") // read.go
+	if err != nil {
+		return err
+	}
 
 	d.step(2, "kill -9 the Texas agent: its lease expires and Japan or California takes over")
 	t0 = time.Now()
@@ -148,6 +152,9 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("California owns every Texas set, %v after the kill", since(t0))
 	d.table(ctx)
+	if err := d.readAfterTakeover(ctx, before); err != nil { // read.go
+		return err
+	}
 
 	d.step(4, "the Texas agent returns and asks for its sets back (release-request handshake)")
 	t0 = time.Now()

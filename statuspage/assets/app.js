@@ -21,6 +21,11 @@
 
   function $(id) { return document.getElementById(id); }
 
+  // A set's name (any cn) as one path segment. A browser resolves a
+  // segment "." or ".." away even when encoded (WHATWG URL): such sets
+  // cannot be shown here (curl and the Go client read them).
+  function setSegment(name) { return encodeURIComponent(name); }
+
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) { e.className = cls; }
@@ -275,7 +280,7 @@
     $('panel-error').hidden = true;
     // The agent answers for the sets it owns and redirects (307) to the
     // owner for the others; fetch follows, and every agent allows CORS.
-    fetch('v1/smartsets/' + encodeURIComponent(name), {
+    fetch('v1/smartsets/' + setSegment(name), {
       headers: { 'Accept': 'application/json' },
       cache: 'no-store',
       signal: ctl.signal
