@@ -8,7 +8,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X tcs/internal/version.Version=$(VERSION)
 TEST_TIMEOUT  ?= 30m
 
-.PHONY: all build test vet fmt-check deps test-deps ldap-up ldap-down bench bench-scale bench-batch demo chaos clean
+.PHONY: all build test vet fmt-check deps test-deps ldap-up ldap-down bench bench-scale bench-batch bench-replica demo chaos clean
 DEMO_FLAGS    ?=
 
 all: build
@@ -51,7 +51,13 @@ ldap-down:
 # measured in the same run. Sizes: TCS_BENCH_SETS (10000) for the swarm,
 # TCS_BENCH_AGENTS (20) and TCS_BENCH_SCALE_SETS (20000) for the scale run.
 bench: deps
-	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale|BenchmarkBlocking' -benchtime 1x -timeout 120m ./e2e
+	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale|BenchmarkBlocking|BenchmarkReplica' -benchtime 1x -timeout 120m ./e2e
+
+# The replicated directory alone (README "Replicated directory"): provider
+# CPU and write latency with TCS_BENCH_WATCHERS (100) watchers on it vs over
+# two consumers, and a consumer's lag during a TCS_BENCH_SETS takeover.
+bench-replica: deps
+	$(GO) test -run '^$$' -bench 'BenchmarkReplica' -benchtime 1x -timeout 60m ./e2e
 
 # The chaos run of issue 10 (README "Chaos testing"): real slapd and six
 # agents under a seeded schedule of overlapping faults, then the invariant

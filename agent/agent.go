@@ -39,6 +39,14 @@ type Options struct {
 	// Tables, when set, keeps the table of every set the agent owns.
 	Tables Tables
 
+	// Reads, when set, is the read side of the directory (a Dir from
+	// ldapdir.Dir.Reads, on read replicas): the watch, the searches for a
+	// dead agent's sets and the HTTP listings use it. Writes, the lease and
+	// what must be current (the agent's own sets after it registered, a set
+	// re-read after a lost compare-and-swap) use the Dir given to New. The
+	// caller closes it.
+	Reads *ldapdir.Dir
+
 	Logger  logrus.FieldLogger
 	Metrics *Metrics
 }
@@ -88,6 +96,7 @@ func (o *Options) fill() error {
 type Agent struct {
 	opts     Options
 	dir      *ldapdir.Dir
+	reads    *ldapdir.Dir // the read side: dir, or read replicas (Options.Reads)
 	leaseDir *ldapdir.Dir // a connection of its own: refreshes never queue behind bulk writes
 	log      logrus.FieldLogger
 	m        *Metrics
@@ -111,7 +120,8 @@ type Agent struct {
 	// own service entry showing any other one means another process holds
 	// the agent's name.
 	incarnations map[string]bool
-	recovering   atomic.Bool // a re-read before unfencing is running
+	recovering   atomic.Bool  // a re-read before unfencing is running
+	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
 	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 	standing broadcast   // fired on fence and unfence (http.go)
@@ -159,6 +169,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 	a := &Agent{
 		opts:      opts,
 		dir:       dir,
+		reads:     dir,
 		leaseDir:  dir.CloneWithTimeout(max(opts.RenewDeadline, 500*time.Millisecond)),
 		log:       opts.Logger.WithField("agent", opts.Service.Name),
 		m:         opts.Metrics,
@@ -172,6 +183,10 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 
 		incarnations: map[string]bool{},
 	}
+	if opts.Reads != nil {
+		a.reads = opts.Reads
+	}
+	dir.OnSwitch(a.providerSwitched)
 	if opts.Tables != nil {
 		a.onChange = append(a.onChange, a.keepTables)
 	}
@@ -277,7 +292,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.register(ctx); err != nil {
 		return err
 	}
-	w := a.dir.Watch(ctx, ldapdir.WatchSpec{
+	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
 		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
@@ -311,6 +326,15 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx, false) }); err != nil {
 		a.watch.Close()
 		return err
+	}
+	if a.reads != a.dir {
+		// A replica's view may predate the registration: what it says this
+		// agent owns is confirmed by the provider first (the view never
+		// steps back, so the replica's older events cannot undo it).
+		if err := retry(ctx, a.log, "read its own sets", func() error { return a.confirmOwned(ctx) }); err != nil {
+			a.watch.Close()
+			return err
+		}
 	}
 	a.log.WithFields(logrus.Fields{"dn": a.selfDN, "location": a.opts.Service.Location, "sets_known": a.knownSets()}).Info("agent registered and watching")
 	a.ownAll()

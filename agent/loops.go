@@ -74,6 +74,9 @@ func (a *Agent) recover(ctx context.Context, l *ldapdir.Lease) {
 	}
 	go func() {
 		defer a.recovering.Store(false)
+		if !a.settleSwitch(ctx) { // after a provider switch only (mirror.go)
+			return
+		}
 		err := retry(ctx, a.log, "re-read the directory", func() error {
 			if err := a.confirmOwned(ctx); err != nil {
 				return err
@@ -85,6 +88,9 @@ func (a *Agent) recover(ctx context.Context, l *ldapdir.Lease) {
 		a.mu.Unlock()
 		if err != nil || !current || !l.Valid(a.opts.RenewDeadline) {
 			return // a later renewal tries again
+		}
+		if err := a.bumpOwned(ctx); err != nil || !l.Valid(a.opts.RenewDeadline) {
+			return // after a provider switch only (mirror.go)
 		}
 		a.unfence()
 		a.ownAll()
@@ -180,6 +186,9 @@ func (a *Agent) follow(ctx context.Context) error {
 // applyLocked folds ev into the view; a.mu is held. It returns the changes
 // to sets this agent owned or owns, for notify.
 func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
+	if ev.Type == ldapdir.EventReset {
+		return a.resetViewLocked()
+	}
 	ch, err := a.apply(a.v, ev)
 	a.complain(ev, err) // once per problem per change of the entry
 	a.affected(ctx, ch) // re-read what a location or set change affects
@@ -261,7 +270,7 @@ func (a *Agent) scanOrphans(ctx context.Context, dn string) {
 	var sets []smartset.Set
 	err := retry(ctx, a.log, "search the sets of "+dn, func() error {
 		var err error
-		sets, err = a.dir.SetsOwnedBy(ctx, dn)
+		sets, err = a.reads.SetsOwnedBy(ctx, dn)
 		if sets != nil {
 			return nil
 		}

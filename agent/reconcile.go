@@ -124,6 +124,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	a.mu.Unlock()
 
 	claims = append(claims, a.stillOrphaned(ctx, unwatched)...)
+	claims = a.confirmOrphans(ctx, claims)
 	plan = a.confirmRoom(ctx, plan) // over-capacity handoffs go only where there is room
 	a.write(ctx, claims, plan)
 	return next
@@ -143,7 +144,7 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 	}
 	var out []smartset.Set
 	for owner, sets := range byOwner {
-		names, err := a.dir.SetNamesOwnedBy(ctx, owner)
+		names, err := a.reads.SetNamesOwnedBy(ctx, owner)
 		if err != nil {
 			a.log.WithError(err).Warn("cannot re-check orphans; will retry")
 			continue

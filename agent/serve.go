@@ -112,7 +112,7 @@ func (a *Agent) watchQuietLimit() time.Duration {
 
 // Sets reads every set from the directory, with its placement state.
 func (a *Agent) Sets(ctx context.Context) ([]httpapi.SetInfo, error) {
-	snap, err := a.dir.Snapshot(ctx)
+	snap, err := a.reads.Snapshot(ctx)
 	if snap == nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (a *Agent) Set(ctx context.Context, name string) (httpapi.SetInfo, error) {
 	a.mu.Unlock()
 	if !fresh {
 		var err error
-		s, err = a.dir.Set(ctx, name)
+		s, err = a.reads.Set(ctx, name)
 		if errors.Is(err, ldapdir.ErrNotFound) {
 			return httpapi.SetInfo{}, fmt.Errorf("%w: %s", httpapi.ErrUnknownSet, name)
 		}

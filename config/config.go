@@ -120,6 +120,11 @@ type Directory struct {
 	// Timeout (extension) bounds each directory operation except the
 	// persistent watch search. Default 5s.
 	Timeout Duration `toml:"timeout"`
+	// ReadURLs are read replicas (syncrepl consumers of URL): the agent
+	// watches and reads from the first that answers, falling back in order
+	// and to URL last; every write goes to URL. Same forms as URL, each
+	// once, not URL itself; with StartTLS all must be ldap://. Default none.
+	ReadURLs []string `toml:"read_urls"`
 }
 
 // Values of [Directory] Watch.

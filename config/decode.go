@@ -243,6 +243,19 @@ func checkValue(t reflect.Type, v any) error {
 		default:
 			return fmt.Errorf("must be a number, not %s", describe(v))
 		}
+	case reflect.Slice:
+		if t.Elem().Kind() != reflect.String {
+			return fmt.Errorf("has unsupported type %s", t) // a bug in Config
+		}
+		vs, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("must be an array of strings, not %s", describe(v))
+		}
+		for i, e := range vs {
+			if _, ok := e.(string); !ok {
+				return fmt.Errorf("element %d must be a string, not %s", i+1, describe(e))
+			}
+		}
 	default:
 		return fmt.Errorf("has unsupported type %s", t) // a bug in Config
 	}

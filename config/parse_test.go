@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func checkSections(t *testing.T, got, want *config.Config) {
 	if got.Service != want.Service {
 		t.Errorf("Service =\n %+v\nwant\n %+v", got.Service, want.Service)
 	}
-	if got.Directory != want.Directory {
+	if !reflect.DeepEqual(got.Directory, want.Directory) {
 		t.Errorf("Directory =\n %+v\nwant\n %+v", got.Directory, want.Directory)
 	}
 	if got.Placement != want.Placement {

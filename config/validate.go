@@ -186,6 +186,28 @@ func (d *Directory) check(p *problems, havePassword bool) {
 	}
 	pair(p, t, d.TLSCertFile, d.TLSKeyFile)
 	p.positive(t, "timeout", d.Timeout)
+	d.checkReadURLs(p)
+}
+
+// checkReadURLs checks [directory] read_urls: each a directory URL, none
+// repeated nor the write url, all ldap:// under StartTLS.
+func (d *Directory) checkReadURLs(p *problems) {
+	const t = "directory"
+	seen := map[string]bool{strings.ToLower(d.URL): true}
+	for i, u := range d.ReadURLs {
+		s, err := ldapScheme(u)
+		switch {
+		case err != nil:
+			p.add(t, "read_urls", "element %d: %q %v", i+1, u, err)
+		case strings.EqualFold(u, d.URL):
+			p.add(t, "read_urls", "element %d: %q is the url itself (writes and the last fallback go there anyway)", i+1, u)
+		case seen[strings.ToLower(u)]:
+			p.add(t, "read_urls", "element %d: %q is listed twice", i+1, u)
+		case d.StartTLS && s != "ldap":
+			p.add(t, "read_urls", "element %d: %q: start_tls = true needs ldap:// read URLs", i+1, u)
+		}
+		seen[strings.ToLower(u)] = true
+	}
 }
 
 // usableLeaseTTL returns LeaseTTL, or 0 when it breaks its own rules; the

@@ -51,7 +51,7 @@ func (d *Dir) setOwner(ctx context.Context, what, name string, epoch int64, owne
 	} else {
 		req.Replace("owner", []string{owner})
 	}
-	req.Replace("tcsEpoch", []string{strconv.FormatInt(epoch+1, 10)})
+	req.Replace("tcsEpoch", []string{strconv.FormatInt(max(epoch+1, d.track.epochFloor()), 10)})
 	req.Replace("tcsReleaseRequest", nil)
 	var res *ldap.ModifyResult
 	err = d.do(ctx, fmt.Sprintf("%s %s at epoch %d", what, dn, epoch), func(c *ldap.Conn) error {

@@ -32,6 +32,10 @@ type Config struct {
 	// Timeout bounds each operation and each dial (default 5s). The watch
 	// connection has no operation timeout: it would cut the persistent search.
 	Timeout time.Duration
+	// ReadURLs are read replicas (syncrepl consumers of URL) for the Dir
+	// that Reads returns: it connects to the first one that answers,
+	// falling back in order, and to URL last. Writes always go to URL.
+	ReadURLs []string
 	// MinBackoff and MaxBackoff bound the wait between redials
 	// (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
@@ -70,8 +74,13 @@ func (c *Config) fill() error {
 	if err := CheckURL(c.URL); err != nil {
 		return err
 	}
-	if c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldap://") {
-		return fmt.Errorf("ldapdir: StartTLS needs an ldap:// URL, not %q", c.URL)
+	for _, u := range append([]string{c.URL}, c.ReadURLs...) {
+		if err := CheckURL(u); err != nil {
+			return err
+		}
+		if c.StartTLS && !strings.HasPrefix(strings.ToLower(u), "ldap://") {
+			return fmt.Errorf("ldapdir: StartTLS needs an ldap:// URL, not %q", u)
+		}
 	}
 	if c.SASLExternal && !c.StartTLS && !strings.HasPrefix(strings.ToLower(c.URL), "ldaps://") {
 		return fmt.Errorf("ldapdir: SASL EXTERNAL needs the client certificate of TLS: an ldaps:// URL or StartTLS, not %q", c.URL)
@@ -125,22 +134,28 @@ func CheckURL(raw string) error {
 	}
 }
 
-// dial opens and binds one connection. opTimeout 0 leaves the connection
-// without an operation timeout (for persistent searches).
+// dial opens and binds one connection to c.URL. opTimeout 0 leaves the
+// connection without an operation timeout (for persistent searches).
 func (c *Config) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn, error) {
+	return c.dialURL(ctx, c.URL, opTimeout)
+}
+
+// dialURL is dial to one server of the directory (the provider or a
+// replica).
+func (c *Config) dialURL(ctx context.Context, server string, opTimeout time.Duration) (*ldap.Conn, error) {
 	dialer := &net.Dialer{Timeout: c.Timeout}
 	if dl, ok := ctx.Deadline(); ok {
 		dialer.Deadline = dl
 	}
-	conn, err := ldap.DialURL(c.URL, ldap.DialWithDialer(dialer), ldap.DialWithTLSConfig(c.tlsConfig()))
+	conn, err := ldap.DialURL(server, ldap.DialWithDialer(dialer), ldap.DialWithTLSConfig(c.tlsConfig(server)))
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w (%v)", c.URL, ErrUnavailable, unwrapNet(err))
+		return nil, fmt.Errorf("dial %s: %w (%v)", server, ErrUnavailable, unwrapNet(err))
 	}
 	conn.SetTimeout(c.Timeout) // for StartTLS and bind
 	if c.StartTLS {
-		if err := conn.StartTLS(c.tlsConfig()); err != nil {
+		if err := conn.StartTLS(c.tlsConfig(server)); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("StartTLS with %s: %w", c.URL, err)
+			return nil, fmt.Errorf("StartTLS with %s: %w", server, err)
 		}
 	}
 	switch {
@@ -151,12 +166,12 @@ func (c *Config) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn,
 			if c.BindDN != "" {
 				who += " of " + c.BindDN
 			}
-			return nil, bindError(c.URL, "SASL EXTERNAL with "+who, err)
+			return nil, bindError(server, "SASL EXTERNAL with "+who, err)
 		}
 	case c.BindDN != "":
 		if err := conn.Bind(c.BindDN, c.BindPassword); err != nil {
 			conn.Close()
-			return nil, bindError(c.URL, c.BindDN, err)
+			return nil, bindError(server, c.BindDN, err)
 		}
 	}
 	conn.SetTimeout(opTimeout)
@@ -176,12 +191,12 @@ func bindError(url, who string, err error) error {
 // BindDN returns the DN the Dir binds as ("" for anonymous), for messages.
 func (d *Dir) BindDN() string { return d.cfg.BindDN }
 
-func (c *Config) tlsConfig() *tls.Config {
+func (c *Config) tlsConfig(server string) *tls.Config {
 	if c.TLS != nil {
 		return c.TLS
 	}
 	host := ""
-	if u, err := url.Parse(c.URL); err == nil {
+	if u, err := url.Parse(server); err == nil {
 		host = u.Hostname()
 	}
 	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -200,9 +215,16 @@ func unwrapNet(err error) error {
 type Dir struct {
 	cfg Config
 	log logrus.FieldLogger
+	// servers, for the read side (Reads), are the servers to try in order
+	// on every dial; nil = cfg.URL.
+	servers []string
+	// track follows which provider a frontend sends this Dir and its
+	// clones to (MirrorMode); shared by them.
+	track *tracker
 
 	mu      sync.Mutex
 	conn    *ldap.Conn
+	server  string // the URL conn reaches
 	closed  bool
 	backoff backoff
 	retryAt time.Time // no dial before this, after a failed one
@@ -224,13 +246,13 @@ func Open(cfg Config) (*Dir, error) {
 }
 
 func newDir(cfg Config, log logrus.FieldLogger) *Dir {
-	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}}
+	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}, track: &tracker{}}
 }
 
 // Clone returns a new Dir with the same configuration and a connection of
 // its own: for traffic that must not queue behind bulk reads and writes,
 // such as lease refreshes.
-func (d *Dir) Clone() *Dir { return newDir(d.cfg, d.log) }
+func (d *Dir) Clone() *Dir { return d.sibling(d.cfg) }
 
 // CloneWithTimeout is Clone with another bound on each operation and dial:
 // a lease connection uses the renew deadline, so that a refresh stuck on a
@@ -241,7 +263,7 @@ func (d *Dir) CloneWithTimeout(timeout time.Duration) *Dir {
 	if timeout > 0 {
 		cfg.Timeout = timeout
 	}
-	return newDir(cfg, d.log)
+	return d.sibling(cfg)
 }
 
 // Close closes the connection. Idempotent.
@@ -329,7 +351,7 @@ func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
 	if wait := time.Until(d.retryAt); wait > 0 {
 		return nil, fmt.Errorf("%w (waiting to redial)", d.lastErr)
 	}
-	c, err := d.cfg.dial(ctx, d.cfg.Timeout)
+	c, server, err := d.dial(ctx, d.cfg.Timeout)
 	if err != nil {
 		d.backoff.fail()
 		d.retryAt = time.Now().Add(d.backoff.wait())
@@ -338,7 +360,7 @@ func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
 	}
 	d.backoff.reset()
 	d.retryAt, d.lastErr = time.Time{}, nil
-	d.conn = c
+	d.conn, d.server = c, server
 	return c, nil
 }
 

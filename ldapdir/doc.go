@@ -33,6 +33,13 @@
 //     entryUUID, and polling for servers without syncprov.
 //   - reading: typed snapshots of services, sets and locations.
 //
+// Replication (replica.go, mirror.go): Reads gives a read side that reads
+// and watches from read replicas, failing over in order; writes stay on the
+// provider. Behind a MirrorMode frontend every connection reads the
+// provider's server id, a change of it is a switch (OnSwitch hooks, watches
+// start over with EventReset) and every epoch written after it is at least
+// EpochFloor, so epochs lost with the old provider are never reused.
+//
 // Connections redial with backoff when the server goes away. Writes are never
 // retried behind the caller's back: after an error the caller re-reads and
 // decides again, which the epoch makes safe.

@@ -28,6 +28,10 @@ const (
 	// next EventSynced, changes may be happening unseen (and the source may
 	// be down). The watch is redialling.
 	EventLost
+	// EventReset: the watch starts over on another MirrorMode provider (see
+	// Dir.OnSwitch), whose state may be older than what the watch reported:
+	// forget every entry it reported; a full refresh follows.
+	EventReset
 )
 
 func (t EventType) String() string {
@@ -40,6 +44,8 @@ func (t EventType) String() string {
 		return "synced"
 	case EventLost:
 		return "lost"
+	case EventReset:
+		return "reset"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
@@ -88,6 +94,12 @@ type WatchStatus struct {
 	// LastMessage is when the server last sent anything on the watch (an
 	// entry, a sync info message, a poll result); zero before the first.
 	LastMessage time.Time
+	// Server is the URL of the server the watch last connected to (a read
+	// replica or the provider, see Dir.Reads).
+	Server string
+	// ContextCSN is the newest contextCSN a read-side watch's probe read
+	// from its server (how far that replica has come); "" otherwise.
+	ContextCSN string
 }
 
 // Watch follows the entries under a base and reports every change as an
@@ -106,10 +118,13 @@ type Watch struct {
 	conn   *ldap.Conn // current connection, closed by Close
 
 	// Owned by the run goroutine.
-	cookie  []byte
-	known   map[string]string // entryUUID -> DN of every entry in view
-	present map[string]bool   // UUIDs seen in the current refresh phase
-	backoff backoff
+	cookie []byte
+	known  map[string]string // entryUUID -> DN of every entry in view
+	// switches is how many provider switches the Dir had seen when the
+	// current state (cookie, known) began.
+	switches int
+	present  map[string]bool // UUIDs seen in the current refresh phase
+	backoff  backoff
 }
 
 // Watch starts watching spec until ctx ends or Close is called. Events
@@ -123,13 +138,14 @@ func (d *Dir) Watch(ctx context.Context, spec WatchSpec) *Watch {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watch{
-		d:       d,
-		spec:    spec,
-		events:  make(chan Event, 256),
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		known:   map[string]string{},
-		backoff: backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
+		d:        d,
+		spec:     spec,
+		events:   make(chan Event, 256),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		known:    map[string]string{},
+		backoff:  backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
+		switches: d.track.switchCount(),
 	}
 	go w.run(ctx)
 	return w
@@ -168,7 +184,7 @@ func (w *Watch) run(ctx context.Context) {
 			}
 		}
 		first = false
-		conn, err := w.d.cfg.dial(ctx, 0)
+		conn, server, err := w.d.dial(ctx, 0)
 		if err != nil {
 			w.backoff.fail()
 			w.ended(err, log)
@@ -176,7 +192,15 @@ func (w *Watch) run(ctx context.Context) {
 		}
 		w.mu.Lock()
 		w.conn = conn
+		w.status.Server = server
 		w.mu.Unlock()
+		if n := w.d.track.switchCount(); n != w.switches {
+			w.switches, w.cookie, w.known = n, nil, map[string]string{}
+			if !w.emit(ctx, Event{Type: EventReset}) {
+				conn.Close()
+				return
+			}
+		}
 		poll := w.spec.Poll
 		noSyncprov := false
 		if !poll && !hasSyncprov(conn, w.d.cfg.Timeout) {
@@ -296,6 +320,7 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 		w.spec.Filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
 	w.heard() // the session starts: the idle clock starts with it
 	stalled := w.stallGuard(sctx, conn)
+	w.probe(sctx, conn)
 	resp := conn.Syncrepl(sctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, w.cookie, false)
 	w.present = map[string]bool{}
 	sawAny := false

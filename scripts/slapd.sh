@@ -11,6 +11,19 @@
 #   slapd.sh stop DIR             stop the slapd started by `start`
 #   slapd.sh up DIR PORT          install + init (once) + start
 #   slapd.sh down DIR             stop + remove DIR
+#   slapd.sh init-consumer DIR PROVIDER-URL [RID]
+#                                 init a read-only consumer of PROVIDER-URL
+#                                 (syncprov, no dds, olcUpdateRef; no base
+#                                 entries: they replicate)
+#   slapd.sh init-mirror DIR SERVER-ID PEER-URL [base]
+#                                 init one provider of a MirrorMode pair
+#                                 (olcServerID, syncrepl from PEER-URL,
+#                                 olcMirrorMode); "base" loads the base entries
+#                                 (on one of the two only: it starts active,
+#                                 with lease expiry on)
+#   slapd.sh mirror-activate DIR [TRUE|FALSE]
+#                                 lease expiry (dds) on/off at a stopped
+#                                 MirrorMode provider (on at the active only)
 #   slapd.sh add-agent NAME [PWFILE|-]     create cn=NAME,ou=agents (or set
 #                                 its password); the password is read from
 #                                 PWFILE or stdin, only its hash is sent
@@ -142,6 +155,7 @@ cmd_init() {
   slapadd=$(find_bin slapadd) || die "slapadd not found (run: slapd.sh install)"
   "$slapadd" -n0 -F "$dir/slapd.d" -l "$dir/config.ldif" >"$dir/run/slapadd.log" 2>&1 \
     || die "loading the configuration failed: $(cat "$dir/run/slapadd.log")"
+  [ -z "${skip_base:-}" ] || return 0
   render "$schema_dir/base.ldif" "$dir" >"$dir/base.ldif"
   "$slapadd" -n1 -F "$dir/slapd.d" -l "$dir/base.ldif" >>"$dir/run/slapadd.log" 2>&1 \
     || die "loading the base entries failed: $(cat "$dir/run/slapadd.log")"
@@ -204,6 +218,53 @@ cmd_down() {
   rm -rf "$dir"
 }
 
+# replica_modify DIR LDIF SED-ARGS...: apply a changetype:modify LDIF of
+# schema/ (rendered, then the extra substitutions) to DIR's configuration.
+replica_modify() {
+  local dir=$1 ldif=$2; shift 2
+  dir=$(cd "$dir" && pwd)
+  # syncrepl binds with the admin password itself (@REPLPW@), not its hash.
+  render "$schema_dir/$ldif" "$dir" | sed -e "s|@REPLPW@|$(esc "$rootpw")|g" "$@" >"$dir/$ldif"
+  local slapmodify
+  slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
+  "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/$ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "applying $ldif failed: $(cat "$dir/run/slapadd.log")"
+}
+
+cmd_init_consumer() {
+  local dir=${1:?usage: slapd.sh init-consumer DIR PROVIDER-URL [RID]} provider=${2:?usage: slapd.sh init-consumer DIR PROVIDER-URL [RID]} rid=${3:-101}
+  overlays=syncprov skip_base=1 cmd_init "$dir"
+  replica_modify "$dir" replica-consumer.ldif -e "s|@PROVIDER@|$(esc "$provider")|g" -e "s|@RID@|$(esc "$rid")|g"
+}
+
+cmd_init_mirror() {
+  local usage="usage: slapd.sh init-mirror DIR SERVER-ID PEER-URL [base]"
+  local dir=${1:?$usage} sid=${2:?$usage} peer=${3:?$usage} base=${4:-} dds=FALSE
+  case "$sid" in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]) ;; *) die "init-mirror: SERVER-ID $sid must be 1-999";; esac
+  if [ "$base" = base ]; then cmd_init "$dir"; dds=TRUE; else skip_base=1 cmd_init "$dir"; fi
+  dir=$(cd "$dir" && pwd)
+  printf 'dn:\ndescription: tcs-server-id %s\n' "$sid" >"$dir/rootdse.ldif"
+  replica_modify "$dir" replica-mirror.ldif -e "s|@PEER@|$(esc "$peer")|g" -e "s|@SERVERID@|$(esc "$sid")|g" \
+    -e "s|@RID@|$(printf '%03d' "$sid")|g" -e "s|@ROOTDSE@|$(esc "$dir/rootdse.ldif")|g" -e "s|@DDSSTATE@|$dds|g"
+}
+
+# mirror-activate DIR [STATE]: turn lease expiry (dds) on (TRUE, the
+# default) or off (FALSE) in the configuration of a stopped MirrorMode
+# provider (slapd 2.5 starts the expiry task only when it starts with dds
+# on, so a running server cannot be switched): stop, activate, start.
+cmd_mirror_activate() {
+  local dir=${1:?usage: slapd.sh mirror-activate DIR [TRUE|FALSE]} state=${2:-TRUE}
+  case "$state" in TRUE|FALSE) ;; *) die "mirror-activate: state $state is neither TRUE nor FALSE";; esac
+  if [ -f "$dir/run/slapd.pid" ] && kill -0 "$(cat "$dir/run/slapd.pid")" 2>/dev/null; then
+    die "mirror-activate: slapd of $dir is running (pid $(cat "$dir/run/slapd.pid")): stop it first"
+  fi
+  printf 'dn: olcOverlay={1}dds,olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcDDSstate\nolcDDSstate: %s\n' "$state" >"$dir/dds-state.ldif"
+  local slapmodify
+  slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
+  "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/dds-state.ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "mirror-activate $dir: $(tail -3 "$dir/run/slapadd.log")"
+}
+
 # cmd_account OU NAME [PWFILE|-] adds cn=NAME,ou=OU,<suffix> with a hashed
 # userPassword, or replaces the password of an existing one. It prints the
 # DN and nothing secret.
@@ -255,5 +316,8 @@ case "$sub" in
   down) cmd_down "$@";;
   add-agent) cmd_account agents "$@";;
   add-operator) cmd_account operators "$@";;
-  *) sed -n '2,30p' "$0" >&2; exit 2;;
+  init-consumer) cmd_init_consumer "$@";;
+  init-mirror) cmd_init_mirror "$@";;
+  mirror-activate) cmd_mirror_activate "$@";;
+  *) sed -n '2,100p' "$0" | sed -n '/^#/!q;p' >&2; exit 2;;
 esac

@@ -159,6 +159,11 @@ func TestShippedConfigsLoad(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(root, "examples", "*.toml"))
 	more, _ := filepath.Glob(filepath.Join(root, "docker", "compose", "*.toml"))
 	files = append(files, more...)
+	replicated, _ := filepath.Glob(filepath.Join(root, "docker", "compose", "replicated", "*.toml"))
+	if len(replicated) != 3 {
+		t.Errorf("want the three agents of the replicated compose variant, found %v", replicated)
+	}
+	files = append(files, replicated...)
 	if len(files) < 6 {
 		t.Fatalf("found only %v", files)
 	}

@@ -44,6 +44,11 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The read side: the first answering read replica, else the provider
+	// (dir itself without read_urls). Watches, the tables' queries and the
+	// status page read there; writes and the lease go to dir.
+	reads := dir.Reads()
+	defer reads.Close()
 
 	ln, err := net.Listen("tcp", cfg.Service.Listen)
 	if err != nil {
@@ -57,7 +62,7 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tables := tablecache.New(tablecache.Options{
-		Directory:       dir,
+		Directory:       reads,
 		RefreshInterval: cfg.Cache.RefreshInterval.Duration,
 		RowLimit:        cfg.Cache.RowLimit,
 		Logger:          log,
@@ -67,12 +72,13 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	opts.Service.Endpoint = advertise
 	opts.Metrics = agent.NewMetrics(reg)
 	opts.Tables = tables
+	opts.Reads = reads
 	a, err := agent.New(dir, opts)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	page := statusPage(a.Name(), dir, log)
+	page := statusPage(a.Name(), reads, log)
 	defer page.Close() // runs after the HTTP server has stopped (bg.Wait below)
 	h := cfg.HTTP
 	srv := httpapi.New(a, tables, httpapi.Options{
@@ -95,7 +101,7 @@ func run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	var bg errgroup.Group
 	bg.Go(func() error { return tables.Run(background) })
 	bg.Go(func() error { return srv.Serve(background, ln) })
-	log.WithFields(logrus.Fields{"directory": cfg.Directory.URL, "lease_ttl": cfg.Directory.LeaseTTL.Duration,
+	log.WithFields(logrus.Fields{"directory": cfg.Directory.URL, "read_urls": cfg.Directory.ReadURLs, "lease_ttl": cfg.Directory.LeaseTTL.Duration,
 		"endpoint": advertise, "listen": ln.Addr().String()}).Info("tcs-agent starting")
 
 	err = a.Run(ctx)
@@ -247,6 +253,7 @@ func openDir(cfg *config.Config, log logrus.FieldLogger) (*ldapdir.Dir, error) {
 		Timeout:      d.Timeout.Duration,
 		Transactions: ldapdir.TxnMode(d.Transactions),
 		BatchSize:    d.BatchSize,
+		ReadURLs:     d.ReadURLs,
 		Logger:       log,
 	})
 }

@@ -24,6 +24,14 @@
 #   TCS_LDAP_URLS   what slapd listens on (ldap:///, i.e. port 389)
 #   TCS_DATA_DIR    configuration and data (/var/lib/tcs-ldap, the volume)
 #   TCS_INITDB_DIR  LDIF loaded once at first start (/docker-entrypoint-initdb.d)
+#   TCS_REPLICA     "" (a single server), "consumer" (a read replica of
+#                   TCS_PROVIDER_URL) or "mirror" (one provider of a MirrorMode
+#                   pair: TCS_SERVER_ID 1 or 2, its peer at TCS_PEER_URL; server
+#                   1 gets the base entries and the init LDIF); fixed at first
+#                   start (README "Replicated directory")
+#   TCS_MIRROR_ACTIVE  mirror only: TRUE at the provider the frontend sends
+#                   clients to (lease expiry on), FALSE at the other; applied
+#                   at every start
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -122,11 +130,27 @@ first_start() {
   # olcLogLevel goes to syslog, which a container lacks; TCS_LOGLEVEL is
   # applied at every start as slapd's stderr level instead. slapd.sh stores
   # the admin password hashed.
-  TCS_LOGLEVEL=none "$slapd_sh" init "$data_dir"
+  TCS_LOGLEVEL=none replica_init
   mark_default_password "${TCS_ROOTPW:-secret}"
-  load_initdb
+  case "${TCS_REPLICA:-}:${TCS_SERVER_ID:-}" in
+    consumer:*|mirror:2) ;; # their entries replicate in
+    *) load_initdb;;
+  esac
   trap - EXIT TERM INT
   log "first start done"
+}
+
+# replica_init makes the configuration TCS_REPLICA asks for.
+replica_init() {
+  case "${TCS_REPLICA:-}" in
+    "") "$slapd_sh" init "$data_dir";;
+    consumer) "$slapd_sh" init-consumer "$data_dir" "${TCS_PROVIDER_URL:?TCS_REPLICA=consumer needs TCS_PROVIDER_URL}";;
+    mirror)
+      local base=""
+      [ "${TCS_SERVER_ID:?TCS_REPLICA=mirror needs TCS_SERVER_ID}" = 1 ] && base=base
+      "$slapd_sh" init-mirror "$data_dir" "$TCS_SERVER_ID" "${TCS_PEER_URL:?TCS_REPLICA=mirror needs TCS_PEER_URL}" $base;;
+    *) die "TCS_REPLICA=$TCS_REPLICA: want consumer or mirror (or nothing)";;
+  esac
 }
 
 undo_first_start() {
@@ -281,6 +305,9 @@ main() {
     later_start
   else
     first_start
+  fi
+  if [ "${TCS_REPLICA:-}" = mirror ] && [ -n "${TCS_MIRROR_ACTIVE:-}" ]; then
+    "$slapd_sh" mirror-activate "$data_dir" "$TCS_MIRROR_ACTIVE"
   fi
   warn_default_password
   check_ports

@@ -81,6 +81,15 @@ type options struct {
 	tls      bool
 	acl      []string
 	aclSet   bool
+	// init is the slapd.sh subcommand and arguments after DIR that make the
+	// configuration ("init" when empty); port, when not 0, is the port to
+	// listen on (replica.go).
+	init []string
+	port int
+	from string // StartConsumer: the provider URL to replicate from
+	// StartMirror: maps a provider's URL to the one its peer replicates
+	// from (say a fault proxy); nil = itself.
+	peerVia func(string) string
 }
 
 // WithACL replaces the shipped access control of the database (the
@@ -147,7 +156,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 			os.RemoveAll(dir)
 		}
 	})
-	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), "init", dir)
+	initArgs := []string{"init", dir}
+	if len(o.init) > 0 {
+		initArgs = append([]string{o.init[0], dir}, o.init[1:]...)
+	}
+	init := exec.Command(filepath.Join(root, "scripts", "slapd.sh"), initArgs...)
 	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
 	if o.noSchema {
 		init.Env = append(init.Env, "TCS_SCHEMA=none")
@@ -178,6 +191,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		port, err := FreePort()
 		if err != nil {
 			t.Fatalf("ldaptest: %v", err)
+		}
+		if o.port != 0 {
+			port = o.port
 		}
 		s.Port = port
 		s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)

@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"tcs/ldapdir"
+	"tcs/smartset"
+)
+
+// A MirrorMode pair behind a frontend: when a connection reaches the other
+// provider (ldapdir.Dir.OnSwitch), writes the old one acknowledged may be
+// missing on the new one. The agent then
+//
+//  1. fences itself at once (owns nothing, writes nothing);
+//  2. forgets its view when its watch starts over on the new provider
+//     (ldapdir.EventReset) and rebuilds it from a full refresh: the new
+//     provider's epochs may be lower than the view's, which never steps
+//     back otherwise;
+//  3. stays fenced for one lease TTL after it saw the switch: every agent
+//     that acted on the old provider had its last lease renewal there sent
+//     before the switch, so it has stopped serving by then (its renew
+//     deadline is shorter than the TTL) — two agents never serve one set at
+//     once across the switch;
+//  4. re-reads its own sets from the new provider (recover), and writes
+//     each set it still owns there once more, to itself, at an epoch of at
+//     least the Dir's EpochFloor (the time of the switch, above any epoch
+//     the old provider may have handed out and lost), before it unfences.
+//     Every epoch written after a switch is above the floor, so no epoch is
+//     reused for another owner and no client sees an epoch go down.
+
+// providerSwitched is the Dir's OnSwitch hook.
+func (a *Agent) providerSwitched(from, to string) {
+	a.switchHold.Store(time.Now().Add(a.opts.LeaseTTL).UnixNano())
+	a.fence("the directory frontend switched from provider " + from + " to " + to)
+}
+
+// resetViewLocked forgets the view (a.mu held): the watch starts over on
+// another provider. The sets this agent owned are reported as no longer
+// owned (their tables go) until the rebuilt view and a write say otherwise.
+func (a *Agent) resetViewLocked() []Change {
+	var changes []Change
+	for _, s := range a.v.snap.Sets {
+		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) {
+			changes = append(changes, Change{Set: s, Previous: s, Owned: false})
+		}
+	}
+	a.v = newView(a.selfDN, a.opts.Service.Location)
+	a.log.Info("view reset: rebuilding it from the new provider")
+	return changes
+}
+
+// settleSwitch waits, after a provider switch, for the hold to pass and the
+// rebuilt view to be synced; false when ctx ended.
+func (a *Agent) settleSwitch(ctx context.Context) bool {
+	if a.switchHold.Load() == 0 {
+		return true // no switch seen
+	}
+	for {
+		hold := time.Until(time.Unix(0, a.switchHold.Load()))
+		a.mu.Lock()
+		synced := a.v.synced
+		a.mu.Unlock()
+		if hold <= 0 && synced {
+			return true
+		}
+		t := time.NewTimer(max(min(hold, 100*time.Millisecond), 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// bumpOwned writes every set the view says this agent owns at an epoch
+// below the Dir's floor once more, to this agent, lifting it to the floor
+// (a no-op without a switch). A lost compare-and-swap re-reads the set.
+func (a *Agent) bumpOwned(ctx context.Context) error {
+	floor := a.dir.EpochFloor()
+	if floor == 0 {
+		return nil
+	}
+	var low []smartset.Set
+	a.mu.Lock()
+	for _, s := range a.v.snap.Sets {
+		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) && s.Epoch < floor {
+			low = append(low, s)
+		}
+	}
+	a.mu.Unlock()
+	for _, s := range low {
+		got, err := a.dir.Transfer(ctx, s.Name, s.Epoch, a.selfDN)
+		switch {
+		case err == nil:
+			a.mu.Lock()
+			changes := a.putSetLocked(got)
+			a.mu.Unlock()
+			a.notify(changes)
+		case errors.Is(err, ldapdir.ErrConflict), errors.Is(err, ldapdir.ErrNotFound):
+			a.reread(ctx, s.Name, "transfer", s.Epoch)
+		default:
+			return err
+		}
+	}
+	if len(low) > 0 {
+		a.log.WithFields(logrus.Fields{"sets": len(low), "epoch_floor": floor}).Info("own sets written again above the epoch floor after the provider switch")
+	}
+	return nil
+}
