@@ -88,8 +88,11 @@ type Directory struct {
 	// PollInterval is the period of the WatchPoll fallback. Default 2s.
 	PollInterval Duration `toml:"poll_interval"`
 	// Transactions says how an agent writes many ownership changes at once:
-	// TxnAuto (default) in RFC 5805 transactions where the server's root
-	// DSE advertises them, else one by one; TxnOff always one by one.
+	// TxnAuto in RFC 5805 transactions where the server's root DSE
+	// advertises them, else one by one; TxnOff (default) always one by one,
+	// pipelined. The default is off because slapd 2.5.13 (Debian 12's)
+	// crashed and hung under concurrent transactions in our runs (README,
+	// Limitations); set "auto" on a slapd with the fixes of 2.5.14 and later.
 	Transactions string `toml:"transactions"`
 	// BatchSize (extension) bounds the modifies of one transaction, and so
 	// how long one commit holds the directory's writer. Default 500.
@@ -233,7 +236,7 @@ func Default() Config {
 			RenewDeadline: Duration{defaultRenewDeadline(defaultLeaseTTL)},
 			Watch:         WatchSyncrepl,
 			PollInterval:  Duration{2 * time.Second},
-			Transactions:  TxnAuto,
+			Transactions:  TxnOff,
 			BatchSize:     500,
 			Timeout:       Duration{5 * time.Second},
 		},

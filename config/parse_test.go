@@ -48,6 +48,7 @@ func TestParseDesignExample(t *testing.T) {
 	want.Directory.RenewDeadline = config.Duration{3333 * time.Millisecond}
 	want.Directory.Watch = config.WatchSyncrepl
 	want.Directory.PollInterval = config.Duration{2 * time.Second}
+	want.Directory.Transactions = config.TxnAuto // the example sets it
 	checkSections(t, c, &want)
 
 	if got := c.BindPassword(); got != "secret" {
@@ -101,7 +102,7 @@ func TestDefault(t *testing.T) {
 		{"[directory] renew_deadline", d.Directory.RenewDeadline.Duration, 3333 * time.Millisecond},
 		{"[directory] watch", d.Directory.Watch, "syncrepl"},
 		{"[directory] poll_interval", d.Directory.PollInterval.Duration, 2 * sec},
-		{"[directory] transactions", d.Directory.Transactions, "auto"},
+		{"[directory] transactions", d.Directory.Transactions, "off"},
 		{"[directory] batch_size", d.Directory.BatchSize, 500},
 		{"[directory] start_tls", d.Directory.StartTLS, false},
 		{"[directory] ca_file", d.Directory.CAFile, ""},

@@ -28,6 +28,7 @@ func BenchmarkSwarm(b *testing.B) {
 
 	sets := envInt("TCS_BENCH_SETS", 10000)
 	s := newSwarm(b, 3*time.Second, ldaptest.WithDebug("256"))
+	s.directory = `transactions = "auto"` // the targets of issue 9 are about transactions
 
 	// Baseline: the raw modify rate of this slapd, one writer and eight.
 	rate1 := modifyRate(b, s, 2000, 1)
