@@ -32,11 +32,16 @@ type Write struct {
 	Kind WriteKind
 	To   string
 	// AssertRequest: the write also asserts the release request the writer
-	// judged (Set.ReleaseRequest, "" for none), as TransferRequested,
-	// RequestReleaseOver and ClearRequestOf do: a request written since, by
-	// an agent not yet judged, makes it a conflict.
+	// judged (Set.ReleaseRequest, "" for none; see requestFilter): a request
+	// written since, by an agent not yet judged, makes it a conflict.
 	AssertRequest bool
+
+	floor int64 // the Dir's epoch floor when the batch started (MirrorMode)
 }
+
+// nextEpoch is the epoch an ownership write sets: one more than read, and
+// at least the Dir's epoch floor after a provider switch (see EpochFloor).
+func (w Write) nextEpoch() int64 { return max(w.Set.Epoch+1, w.floor) }
 
 // After returns the set as the write leaves it when it succeeds: the writer
 // knows the result without reading it back (post-read is refused inside a
@@ -45,7 +50,7 @@ func (w Write) After() smartset.Set {
 	s := w.Set
 	switch w.Kind {
 	case SetOwner:
-		s.Owner, s.Epoch, s.ReleaseRequest = w.To, w.Set.Epoch+1, ""
+		s.Owner, s.Epoch, s.ReleaseRequest = w.To, w.nextEpoch(), ""
 	case SetRequest:
 		s.ReleaseRequest = w.To
 	}
@@ -69,7 +74,7 @@ func (w Write) modify(dn string, controls ...ldap.Control) (*ldap.ModifyRequest,
 		} else {
 			req.Replace("owner", []string{w.To})
 		}
-		req.Replace("tcsEpoch", []string{strconv.FormatInt(w.Set.Epoch+1, 10)})
+		req.Replace("tcsEpoch", []string{strconv.FormatInt(w.nextEpoch(), 10)})
 		req.Replace("tcsReleaseRequest", nil)
 	case SetRequest:
 		if w.To == "" {
@@ -131,6 +136,11 @@ func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func() error)
 	}
 	if gate == nil {
 		gate = func() error { return nil }
+	}
+	floor := d.track.epochFloor()
+	writes = append([]Write(nil), writes...)
+	for i := range writes {
+		writes[i].floor = floor
 	}
 	if !d.useTxn(ctx) {
 		d.writeSingle(ctx, writes, idx(len(writes)), results, gate)

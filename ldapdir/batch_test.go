@@ -293,6 +293,39 @@ func TestBatchRequests(t *testing.T) {
 	}
 }
 
+// A request that asserts the request it judged loses to one written since
+// (a conflict, nothing overwritten), in a transaction and one by one.
+func TestBatchRequestsAssertTheJudgedRequest(t *testing.T) {
+	s := ldaptest.Start(t)
+	for _, mode := range []ldapdir.TxnMode{ldapdir.TxnAuto, ldapdir.TxnOff} {
+		ctx := ctxT(t, time.Minute)
+		d := openMode(t, s, mode, 0)
+		prefix := "judged" + string(mode)
+		sets := addSets(t, s, prefix, 4, d.ServiceDN("owner"), 3)
+		// Another agent's request lands on set 0 after the sets were read.
+		if _, stats := d.WriteBatch(ctx, []ldapdir.Write{{Set: sets[0], Kind: ldapdir.SetRequest, To: d.ServiceDN("nearer")}}, nil); stats.Single+stats.Transactions == 0 {
+			t.Fatal("the first request was not written")
+		}
+		ws := make([]ldapdir.Write, len(sets))
+		for i, st := range sets {
+			ws[i] = ldapdir.Write{Set: st, Kind: ldapdir.SetRequest, To: d.ServiceDN("farther"), AssertRequest: true}
+		}
+		res, _ := d.WriteBatch(ctx, ws, nil)
+		if !errors.Is(res[0].Err, ldapdir.ErrConflict) {
+			t.Fatalf("%s: a request over one written since: %+v, want a conflict", mode, res[0])
+		}
+		for i, r := range res[1:] {
+			if r.Err != nil {
+				t.Fatalf("%s: set %d: %v", mode, i+1, r.Err)
+			}
+		}
+		got := readSets(t, d, prefix)
+		if !smartset.SameDN(got[0].ReleaseRequest, d.ServiceDN("nearer")) {
+			t.Fatalf("%s: the newer request was overwritten: %q", mode, got[0].ReleaseRequest)
+		}
+	}
+}
+
 func readSets(t *testing.T, d *ldapdir.Dir, prefix string) []smartset.Set {
 	t.Helper()
 	sets, err := d.Sets(ctxT(t, 30*time.Second), "(cn="+prefix+"-*)")

@@ -298,9 +298,9 @@ func (s *sim) step(a *simAgent, p float64) (wrote int) {
 		}
 		cur, ok := s.truth.Sets[k]
 		// Requests and rejects also assert the request they saw
-		// (ldapdir.RequestReleaseOver, ClearRequestOf).
+		// (ldapdir.Write.AssertRequest).
 		// A handoff to the requester asserts the request too
-		// (ldapdir.TransferRequested).
+		// (ldapdir.Write.AssertRequest).
 		toRequester := w.kind == "handoff" && w.set.ReleaseRequest != "" && SameDN(w.set.ReleaseRequest, w.to)
 		sawRequest := (w.kind != "request" && w.kind != "reject" && !toRequester) || cur.ReleaseRequest == w.set.ReleaseRequest
 		if !ok || cur.Epoch != w.set.Epoch || !sawRequest {
