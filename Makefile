@@ -78,6 +78,7 @@ bench-scale: deps
 # Transaction size against other agents' lease-refresh latency (how the
 # default batch_size was chosen).
 bench-batch: deps
+	TCS_TXN_STRESS=1 $(GO) test -count=1 -run '^TestManySmallTransactionsKeepSlapdUp$$' -v ./ldapdir
 	$(GO) test -run '^$$' -bench 'BenchmarkBatchSize' -benchtime 1x -timeout 30m ./e2e
 
 clean:

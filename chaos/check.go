@@ -477,6 +477,10 @@ func checkNothingLost(h *History) Result {
 			continue
 		}
 		r.Checked++
+		if !p.End.IsZero() && !p.Planned && gaveWay(h, p) {
+			r.Excused++ // the one-name rule: another process of its name held the name
+			continue
+		}
 		if !p.End.IsZero() && !p.Planned {
 			r.Violations = append(r.Violations, Violation{Check: r.Name, At: p.End,
 				Detail: fmt.Sprintf("process %s exited at %s without the schedule killing it: %s", p.ID, rel(h, p.End), p.Exit)})
@@ -491,3 +495,18 @@ func rel(h *History, t time.Time) string {
 }
 
 func span(h *History, a, b time.Time) string { return rel(h, a) + ".." + rel(h, b) }
+
+// gaveWay reports whether p exited with status 3 (tcs-agent: another live
+// process holds the agent's name) while another process of the same agent
+// name was running: the documented refusal rule, not a lost process.
+func gaveWay(h *History, p Process) bool {
+	if !strings.Contains(p.Exit, "exit status 3") {
+		return false
+	}
+	for _, q := range h.Processes {
+		if q.ID != p.ID && q.Agent == p.Agent && !q.Start.After(p.End) && (q.End.IsZero() || !q.End.Before(p.End)) {
+			return true
+		}
+	}
+	return false
+}

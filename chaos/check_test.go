@@ -194,3 +194,27 @@ func TestCheckExcusesFencedStaleReads(t *testing.T) {
 		}
 	}
 }
+
+// A process that exits with status 3 while another process of its agent
+// name runs followed the one-name rule (README "One process per agent
+// name"): excused. The same exit with no other process of its name, or
+// another exit status, is a lost process.
+func TestCheckExcusesAProcessThatGaveWay(t *testing.T) {
+	h := cleanHistory()
+	h.Processes = append(h.Processes,
+		Process{ID: "tcs-b~dup#1", Agent: "tcs-b", Port: 1003, Start: at(14)},
+		Process{ID: "tcs-b#2", Agent: "tcs-b", Port: 1002, Start: at(15), End: at(17), Exit: "exit status 3"})
+	for _, r := range Check(h) {
+		if len(r.Violations) > 0 {
+			t.Errorf("%s: %v", r.Name, r.Violations)
+		}
+	}
+	h.Processes[len(h.Processes)-1].Exit = "exit status 1"
+	found := false
+	for _, r := range Check(h) {
+		found = found || (r.Name == CheckNothingLost && len(r.Violations) == 1)
+	}
+	if !found {
+		t.Error("an exit with status 1 was excused")
+	}
+}
