@@ -157,6 +157,10 @@ func TestAgentsOnReplicasPlaceFailOverAndHandOff(t *testing.T) {
 	startOnReplicas(t, p, txProxy.URL(), "tcs-texas-1", "Texas", 200*time.Millisecond, c2.URL, c1.URL)
 	ca := startOnReplicas(t, p, p.URL, "tcs-california-1", "California", 200*time.Millisecond, c1.URL, c2.URL)
 	eventually(t, 30*time.Second, p, placedAtHome)
+	placed := map[string]int64{} // placing may have taken more than one move
+	for _, s := range setsOf(snapshot(t, p), "Texas") {
+		placed[s.Name] = s.Epoch
+	}
 
 	c1.Kill() // Japan's and California's watches move to c2
 	eventually(t, 30*time.Second, p, func(*smartset.Snapshot) error {
@@ -171,9 +175,12 @@ func TestAgentsOnReplicasPlaceFailOverAndHandOff(t *testing.T) {
 	startOnReplicas(t, p, p.URL, "tcs-texas-2", "Texas", 200*time.Millisecond, c2.URL)
 	eventually(t, 30*time.Second, p, ownedByName("Texas", "tcs-texas-2"))
 	for _, s := range setsOf(snapshot(t, p), "Texas") {
-		if s.Epoch != 3 {
-			t.Errorf("%s at epoch %d, want 3 (texas-1, california, texas-2)", s.Name, s.Epoch)
+		// At least California's claim and the handoff to texas-2 (a
+		// loaded machine may add a staggered claim by Japan first).
+		if s.Epoch < placed[s.Name]+2 {
+			t.Errorf("%s at epoch %d, want at least %d (placed at %d; then california, texas-2)", s.Name, s.Epoch, placed[s.Name]+2, placed[s.Name])
 		}
+		t.Logf("%s: epoch %d after placing at %d", s.Name, s.Epoch, placed[s.Name])
 	}
 }
 
