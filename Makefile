@@ -79,6 +79,7 @@ bench-scale: deps
 # default batch_size was chosen).
 bench-batch: deps
 	TCS_TXN_STRESS=1 $(GO) test -count=1 -run '^TestManySmallTransactionsKeepSlapdUp$$' -v ./ldapdir
+	TCS_TXN_STRESS=1 $(GO) test -count=1 -run '^TestPatentStoryInTransactions$$' -v -timeout 10m ./e2e
 	$(GO) test -run '^$$' -bench 'BenchmarkBatchSize' -benchtime 1x -timeout 30m ./e2e
 
 clean:
