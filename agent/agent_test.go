@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 
 	"tcs/internal/ldaptest"
 	"tcs/ldapdir"
@@ -27,8 +28,21 @@ type running struct {
 
 func startAgent(t *testing.T, s *ldaptest.Server, name, loc string) *running {
 	t.Helper()
-	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	r, _ := launch(t, ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password}, Options{
+		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://127.0.0.1:1"},
+		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond,
+	})
+	return r
+}
+
+// launch runs an in-process agent on a Dir opened with cfg (fast redials)
+// until the test ends, logging to the test in -v, and returns it with a
+// hook holding its log entries. With cfg.ReadURLs the agent reads from the
+// replicas. The tests' starters are thin wrappers of it.
+func launch(t *testing.T, cfg ldapdir.Config, opts Options, hooks ...logrus.Hook) (*running, *test.Hook) {
+	t.Helper()
+	cfg.MinBackoff, cfg.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	d, err := ldapdir.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,18 +51,25 @@ func startAgent(t *testing.T, s *ldaptest.Server, name, loc string) *running {
 	if testing.Verbose() {
 		log.SetOutput(tWriter{t})
 	}
-	a, err := New(d, Options{
-		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://127.0.0.1:1"},
-		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond, Logger: log,
-	})
+	hook := test.NewLocal(log)
+	for _, h := range hooks {
+		log.AddHook(h)
+	}
+	opts.Logger = log
+	closeReads := func() {}
+	if len(cfg.ReadURLs) > 0 {
+		reads := d.Reads()
+		opts.Reads, closeReads = reads, func() { reads.Close() }
+	}
+	a, err := New(d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx); d.Close() }()
+	go func() { r.done <- a.Run(ctx); closeReads(); d.Close() }()
 	t.Cleanup(r.stop)
-	return r
+	return r, hook
 }
 
 func (r *running) stop() {

@@ -51,9 +51,10 @@ func clearOf(s smartset.Set) pending {
 // batch sends ps in one ldapdir batch (transactions where the directory
 // offers them), checking the lease right before each transaction is sent,
 // and records the outcome of each write as the single-write path did. It
-// returns for each write whether it was applied.
-func (a *Agent) batch(ctx context.Context, ps []pending) []bool {
-	ok := make([]bool, len(ps))
+// returns for each write the set as written (epoch floor included), nil
+// where the write was not applied.
+func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
+	ok := make([]*smartset.Set, len(ps))
 	if len(ps) == 0 || !a.valid() {
 		return ok
 	}
@@ -82,7 +83,7 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []bool {
 			failed = append(failed, i)
 			continue
 		}
-		ok[i] = true
+		ok[i] = &res[i].Set
 		a.m.Writes.WithLabelValues(ps[i].op, "ok").Inc()
 		a.applied(ps[i], r.Set)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -37,29 +36,10 @@ func startVia(t *testing.T, s *ldaptest.Server, name, loc string, spec agentSpec
 	if spec.ttl == 0 {
 		spec.ttl = 3 * time.Second
 	}
-	d, err := ldapdir.Open(ldapdir.Config{URL: spec.url, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	if testing.Verbose() {
-		log.SetOutput(tWriter{t})
-	}
-	hook := test.NewLocal(log)
-	a, err := New(d, Options{
+	return launch(t, ldapdir.Config{URL: spec.url, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password}, Options{
 		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://" + name + ".invalid"},
-		LeaseTTL: spec.ttl, ClaimStagger: 200 * time.Millisecond, Logger: log, Tables: spec.tables,
+		LeaseTTL: spec.ttl, ClaimStagger: 200 * time.Millisecond, Tables: spec.tables,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx); d.Close() }()
-	t.Cleanup(r.stop)
-	return r, hook
 }
 
 func proxyTo(t *testing.T, s *ldaptest.Server) *faultproxy.Proxy {
@@ -545,3 +525,4 @@ func TestAnOlderReadDoesNotHideARequest(t *testing.T) {
 		t.Fatalf("a newer state was refused: %+v", got)
 	}
 }
+

@@ -61,14 +61,14 @@ func (a *Agent) leave(ctx context.Context) error {
 		for i, mv := range plan.Handoffs {
 			ps[i] = handoffOf(mv, smartset.ReasonLeave)
 		}
-		for i, ok := range a.batch(ctx, ps) {
-			if !ok {
+		for _, got := range a.batch(ctx, ps) {
+			if got == nil {
 				failed++
 				continue
 			}
 			moved++
-			if got := ps[i].w.After(); got.Owner != "" {
-				handed[smartset.Key(got.Name)] = got
+			if got.Owner != "" {
+				handed[smartset.Key(got.Name)] = *got
 			}
 		}
 	}

@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -57,30 +55,14 @@ func (p *problems) count(parts ...string) (int, []string) {
 // not nil, its bad-entry lines collected in p.
 func startPlaced(t *testing.T, s *ldaptest.Server, name, loc string, capacity int, p *problems) *running {
 	t.Helper()
-	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	if testing.Verbose() {
-		log.SetOutput(tWriter{t})
-	}
+	var hooks []logrus.Hook
 	if p != nil {
-		log.AddHook(p)
+		hooks = append(hooks, p)
 	}
-	a, err := New(d, Options{
+	r, _ := launch(t, ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password}, Options{
 		Service:  smartset.Service{Name: name, Location: loc, Endpoint: "http://127.0.0.1:1", Capacity: capacity},
-		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond, ReconcileInterval: 500 * time.Millisecond, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx); d.Close() }()
-	t.Cleanup(r.stop)
+		LeaseTTL: 2 * time.Second, ClaimStagger: 200 * time.Millisecond, ReconcileInterval: 500 * time.Millisecond,
+	}, hooks...)
 	return r
 }
 

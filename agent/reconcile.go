@@ -230,21 +230,7 @@ func (a *Agent) wrote(ctx context.Context, op string, s smartset.Set, err error)
 
 // reread reads set name again after a write of op asserting epoch lost.
 func (a *Agent) reread(ctx context.Context, name, op string, epoch int64) {
-	s, err := a.dir.Set(ctx, name)
-	if err == nil {
-		a.checkAssertion(op, epoch, s)
-	}
-	var changes []Change
-	a.mu.Lock()
-	switch {
-	case err == nil:
-		changes = a.putSetLocked(s)
-	case errors.Is(err, ldapdir.ErrNotFound):
-		changes = a.dropSetLocked(name)
-	}
-	a.mu.Unlock()
-	a.notify(changes)
-	a.poke()
+	a.rereadSet(ctx, name, func(now smartset.Set) { a.checkAssertion(op, epoch, now) })
 }
 
 // owned records a successful ownership change written by this agent: the

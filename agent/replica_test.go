@@ -3,13 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/sirupsen/logrus"
 
 	"tcs/internal/faultproxy"
 	"tcs/internal/ldaptest"
@@ -26,28 +24,10 @@ func startOnReplicas(t *testing.T, p *ldaptest.Server, url, name, loc string, st
 
 func startOnReplicasWith(t *testing.T, p *ldaptest.Server, url string, svc smartset.Service, stagger time.Duration, replicas ...string) *running {
 	t.Helper()
-	d, err := ldapdir.Open(ldapdir.Config{URL: url, ReadURLs: replicas, BaseDN: p.BaseDN, BindDN: p.BindDN, BindPassword: p.Password,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reads := d.Reads()
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	if testing.Verbose() {
-		log.SetOutput(tWriter{t})
-	}
-	a, err := New(d, Options{
+	r, _ := launch(t, ldapdir.Config{URL: url, ReadURLs: replicas, BaseDN: p.BaseDN, BindDN: p.BindDN, BindPassword: p.Password}, Options{
 		Service:  smartset.Service{Name: svc.Name, Location: svc.Location, Capacity: svc.Capacity, Endpoint: "http://" + svc.Name + ".invalid"},
-		LeaseTTL: 3 * time.Second, ClaimStagger: stagger, Logger: log, Reads: reads,
+		LeaseTTL: 3 * time.Second, ClaimStagger: stagger,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx); reads.Close(); d.Close() }()
-	t.Cleanup(r.stop)
 	return r
 }
 
