@@ -51,7 +51,7 @@ ldap-down:
 # measured in the same run. Sizes: TCS_BENCH_SETS (10000) for the swarm,
 # TCS_BENCH_AGENTS (20) and TCS_BENCH_SCALE_SETS (20000) for the scale run.
 bench: deps
-	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale|BenchmarkBlocking|BenchmarkReplica' -benchtime 1x -timeout 120m ./e2e
+	$(GO) test -run '^$$' -bench 'BenchmarkSwarm|BenchmarkScale|BenchmarkBlocking|BenchmarkReplica|BenchmarkTxnMemory' -benchtime 1x -timeout 120m ./e2e
 
 # The replicated directory alone (README "Replicated directory"): provider
 # CPU and write latency with TCS_BENCH_WATCHERS (100) watchers on it vs over

@@ -23,7 +23,7 @@ func batchRate(tb testing.TB, s *swarm, n, size int) float64 {
 	prefix := fmt.Sprintf("rawtx%d", size)
 	s.srv.Apply(setsLDIF(prefix, n, "Nowhere"))
 	d, err := ldapdir.Open(ldapdir.Config{URL: s.srv.URL, BaseDN: s.srv.BaseDN, BindDN: s.srv.BindDN, BindPassword: s.srv.Password,
-		BatchSize: size, Timeout: time.Minute})
+		BatchSize: size, Timeout: time.Minute, Transactions: ldapdir.TxnAuto})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -166,58 +166,72 @@ func slapdRSS(s *swarm) int64 {
 	return 0
 }
 
+// BenchmarkTxnMemory asks whether slapd 2.5.13 keeps memory per
+// transaction (ITS#9892, fixed in 2.5.14): TCS_BENCH_TXNS one-modify
+// transactions on one connection (four at once crashed slapd 2.5.13: README,
+// Limitations) against a slapd of its own, last in `make bench`, so a slapd
+// that dies under it costs only this row.
+func BenchmarkTxnMemory(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("runs once: use -benchtime 1x")
+	}
+	r := &report{}
+	defer r.print(os.Stdout)
+	s := newSwarm(b, 3*time.Second)
+	n := envInt("TCS_BENCH_TXNS", 10000)
+	m := txnMemory(b, s, n)
+	what := fmt.Sprintf("slapd RSS over %d one-modify transactions: before / half / after", n)
+	if m.err != nil {
+		r.add(what, fmt.Sprintf("%.1f MiB before; slapd failed at transaction %d: %v (alive after: %v)",
+			float64(m.before)/1024, m.done+1, m.err, slapdRSS(s) > 0), "no growth per transaction", "FAILED")
+		return
+	}
+	r.add(what, fmt.Sprintf("%.1f / %.1f / %.1f MiB", float64(m.before)/1024, float64(m.half)/1024, float64(m.after)/1024),
+		"no growth per transaction", verdict(m.after-m.half < 8*1024))
+}
+
+// txnStats is what txnMemory saw: slapd's RSS in KiB before, after half the
+// transactions and after all, how many committed, and the first error.
+type txnStats struct {
+	before, half, after int64
+	done                int
+	err                 error
+}
+
 // txnMemory runs n one-modify transactions (the worst case for per-
-// transaction overhead) from workers connections, and returns slapd's RSS
-// before, after n/2 and after n (ITS#9892: transaction ops were not freed
-// after the write before 2.5.14; Debian ships 2.5.13).
-func txnMemory(tb testing.TB, s *swarm, n, workers int) (before, half, after int64) {
+// transaction overhead) on one connection and reports slapd's RSS before,
+// after n/2 and after n (ITS#9892: transaction ops were not freed after the
+// write before 2.5.14; Debian ships 2.5.13). It stops at the first failed
+// transaction and reports it.
+func txnMemory(tb testing.TB, s *swarm, n int) txnStats {
 	tb.Helper()
 	const pool = 50
 	ctx := context.Background()
-	before = slapdRSS(s)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	done := 0
-	for w := range workers {
-		prefix := fmt.Sprintf("mem%d", w)
-		s.srv.Apply(setsLDIF(prefix, pool, "Nowhere"))
-		d, err := ldapdir.Open(ldapdir.Config{URL: s.srv.URL, BaseDN: s.srv.BaseDN, BindDN: s.srv.BindDN, BindPassword: s.srv.Password, BatchSize: 1})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer d.Close()
-			epochs := make([]int64, pool)
-			for i := 0; i < n/workers; i++ {
-				k := i % pool
-				res, _ := d.WriteBatch(ctx, []ldapdir.Write{{Set: smartset.Set{Name: fmt.Sprintf("%s-%06d", prefix, k), Epoch: epochs[k]},
-					Kind: ldapdir.SetOwner, To: "cn=bench,ou=services,dc=example,dc=org"}}, nil)
-				if res[0].Err != nil {
-					tb.Errorf("transaction %d: %v", i, res[0].Err)
-					return
-				}
-				epochs[k]++
-				mu.Lock()
-				done++
-				if done == n/2 {
-					half = slapdRSS(s)
-				}
-				mu.Unlock()
-			}
-		}()
+	st := txnStats{before: slapdRSS(s)}
+	s.srv.Apply(setsLDIF("mem", pool, "Nowhere"))
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.srv.URL, BaseDN: s.srv.BaseDN, BindDN: s.srv.BindDN, BindPassword: s.srv.Password,
+		BatchSize: 1, Transactions: ldapdir.TxnAuto})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	wg.Wait()
-	after = slapdRSS(s)
-	var del strings.Builder
-	for w := range workers {
-		for i := range pool {
-			fmt.Fprintf(&del, "dn: cn=mem%d-%06d,ou=smartsets,dc=example,dc=org\nchangetype: delete\n\n", w, i)
+	defer d.Close()
+	epochs := make([]int64, pool)
+	for i := range n {
+		k := i % pool
+		res, _ := d.WriteBatch(ctx, []ldapdir.Write{{Set: smartset.Set{Name: fmt.Sprintf("mem-%06d", k), Epoch: epochs[k]},
+			Kind: ldapdir.SetOwner, To: "cn=bench,ou=services,dc=example,dc=org"}}, nil)
+		if res[0].Err != nil {
+			st.err = res[0].Err
+			return st
+		}
+		epochs[k]++
+		st.done++
+		if st.done == n/2 {
+			st.half = slapdRSS(s)
 		}
 	}
-	s.srv.Apply(del.String())
-	return before, half, after
+	st.after = slapdRSS(s)
+	return st
 }
 
 // BenchmarkBatchSize measures what the batch size trades: the claim rate of
@@ -241,7 +255,7 @@ func BenchmarkBatchSize(b *testing.B) {
 	epoch := int64(0)
 	for _, size := range []int{100, 500, 2000, 10000} {
 		d, err := ldapdir.Open(ldapdir.Config{URL: s.srv.URL, BaseDN: s.srv.BaseDN, BindDN: s.srv.BindDN, BindPassword: s.srv.Password,
-			BatchSize: size, Timeout: time.Minute})
+			BatchSize: size, Timeout: time.Minute, Transactions: ldapdir.TxnAuto})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -39,8 +39,10 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between redials
 	// (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
-	// Transactions: TxnAuto (default) writes batches in RFC 5805
-	// transactions where the server offers them; TxnOff writes one by one.
+	// Transactions: TxnOff (default) writes a batch one compare-and-swap
+	// at a time, pipelined; TxnAuto writes it in RFC 5805 transactions
+	// where the server offers them (unsafe on slapd 2.5: README,
+	// Limitations).
 	Transactions TxnMode
 	// BatchSize bounds the modifies of one transaction (DefaultBatchSize).
 	BatchSize int
@@ -58,7 +60,7 @@ func (c *Config) fill() error {
 		c.MaxBackoff = 5 * time.Second
 	}
 	if c.Transactions == "" {
-		c.Transactions = TxnAuto
+		c.Transactions = TxnOff
 	}
 	if err := CheckTxnMode(string(c.Transactions)); err != nil {
 		return err

@@ -14,9 +14,12 @@
 //     directory, not the side effects of a stale owner elsewhere (a stale
 //     owner may still serve a table until it learns of its loss); that is
 //     what the epoch in every HTTP answer and the lease self-fencing are for.
-//   - batches: WriteBatch sends many of those compare-and-swaps at once.
-//     Where the root DSE advertises RFC 5805 transactions (slapd 2.5 with
-//     back-mdb), they go in transactions of at most BatchSize modifies on a
+//   - batches: WriteBatch sends many of those compare-and-swaps at once,
+//     pipelined on one connection. With Config.Transactions = TxnAuto (not
+//     the default: slapd 2.5's transaction code races with the queued
+//     operations' own threads and livelocks syncprov, README Limitations)
+//     and where the root DSE advertises RFC 5805 transactions (slapd 2.5
+//     with back-mdb), they go in transactions of at most BatchSize modifies on a
 //     connection of their own, pipelined: one LMDB write transaction and
 //     one fsync per batch, each modify still under its own assertion. A
 //     transaction is all-or-nothing: when one assertion fails, the end
