@@ -525,4 +525,3 @@ func TestAnOlderReadDoesNotHideARequest(t *testing.T) {
 		t.Fatalf("a newer state was refused: %+v", got)
 	}
 }
-
