@@ -110,6 +110,12 @@ type Agent struct {
 	claimAt   map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
 	progress  map[string]progress  // orphan group (former owner key) -> progress seen
 	requested map[string]requested // set -> the release request this agent last wrote
+	// giving counts, per set, this agent's writes in flight that hand the
+	// set to another agent or release it: the agent stops serving a set
+	// before it gives it away (serve.go), as a consumer group revokes a
+	// partition before assigning it, so the new owner's first answer never
+	// comes before the old owner's last.
+	giving map[string]int
 	counts    smartset.Counts      // owned counts of the view for HTTP lookups; nil = recount
 	tokens    int                  // move budget left in this window
 	window    time.Time            // start of the budget window
@@ -121,6 +127,9 @@ type Agent struct {
 	// the agent's name.
 	incarnations map[string]bool
 	recovering   atomic.Bool  // a re-read before unfencing is running
+	// reclaimFor is the lease registered after the previous one was lost:
+	// recover rewrites every owned set under it before unfencing (loops.go).
+	reclaimFor atomic.Pointer[ldapdir.Lease]
 	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
 	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
@@ -179,6 +188,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		claimAt:   map[string]time.Time{},
 		progress:  map[string]progress{},
 		requested: map[string]requested{},
+		giving:    map[string]int{},
 		tokens:    opts.MoveBudget,
 
 		incarnations: map[string]bool{},

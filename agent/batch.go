@@ -59,9 +59,26 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
 		return ok
 	}
 	ws := make([]ldapdir.Write, len(ps))
+	var giving []string
+	a.mu.Lock()
 	for i, p := range ps {
 		ws[i] = p.w
+		if p.w.Kind == ldapdir.SetOwner && smartset.SameDN(p.w.Set.Owner, a.selfDN) && !smartset.SameDN(p.w.To, a.selfDN) {
+			key := smartset.Key(p.w.Set.Name)
+			a.giving[key]++ // stop serving it before the write can commit
+			giving = append(giving, key)
+		}
 	}
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		for _, key := range giving {
+			if a.giving[key]--; a.giving[key] <= 0 {
+				delete(a.giving, key)
+			}
+		}
+		a.mu.Unlock()
+	}()
 	start := time.Now()
 	res, stats := a.dir.WriteBatch(ctx, ws, func() error {
 		if !a.valid() {

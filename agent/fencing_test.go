@@ -525,3 +525,101 @@ func TestAnOlderReadDoesNotHideARequest(t *testing.T) {
 		t.Fatalf("a newer state was refused: %+v", got)
 	}
 }
+
+// Chaos (issue 10, seed 20261202, check 3): an agent registers again after
+// its lease entry went; the swarm saw the entry go and claims its sets as
+// orphans at the epoch they have. A claim that commits after the agent
+// re-read its sets, and whose watch event the agent misses, left it
+// serving a set another agent owned, for seconds. So after registering
+// again the agent writes each set it still owns once more (epoch + 1)
+// before it unfences: a claim at the epoch it re-read then loses.
+func TestRegisteringAgainRewritesOwnedSets(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL(), ttl: 2 * time.Second})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	before := map[string]int64{}
+	for _, st := range setsOf(snapshot(t, s), "Texas") {
+		before[st.Name] = st.Epoch
+	}
+	// The agent's watch is frozen: it would miss any claim from now on.
+	watch := p.Freeze(faultproxy.Watch, faultproxy.Both)
+	defer watch.Remove()
+	s.Apply("dn: " + tx.a.DN() + "\nchangetype: delete\n")
+	waitFor(t, 10*time.Second, "fenced after the entry went", func() bool { return tx.a.Fenced() })
+	waitFor(t, 15*time.Second, "registered again and unfenced", func() bool { return !tx.a.Fenced() })
+
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for name, epoch := range before {
+		// Another agent's orphan claim at the epoch Texas re-read.
+		if _, err := d.Claim(ctx, name, epoch, d.ServiceDN("tcs-california-1")); !errors.Is(err, ldapdir.ErrConflict) {
+			t.Errorf("%s: a claim at epoch %d after Texas registered again: %v, want a conflict (Texas rewrote it)", name, epoch, err)
+		}
+		st, err := d.Set(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ldapdir.RDNValue(st.Owner) != "tcs-texas-1" || st.Epoch != epoch+1 {
+			t.Errorf("%s: owner %s at epoch %d, want tcs-texas-1 at %d", name, st.Owner, st.Epoch, epoch+1)
+		}
+		if got, ok := tx.a.Owns(name); !ok || got != epoch+1 {
+			t.Errorf("%s: Texas serves epoch %d (%v), want %d", name, got, ok, epoch+1)
+		}
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within %v: %s", within, what)
+}
+
+// Chaos (issue 10, seed 20261202, check 3): a leaving agent answered as the
+// owner of a set 100 ms after its own handoff had committed and the new
+// owner had answered at the next epoch — it had not had the write's reply
+// yet. An agent stops serving a set before it sends the write that gives
+// the set away. Here the handoffs' replies come back late (every non-lease
+// message of Texas is delayed): once the directory shows a Texas set with
+// California, Texas must not answer as its owner.
+func TestHandingOverStopsServingFirst(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	p := proxyTo(t, s)
+	tx, _ := startVia(t, s, "tcs-texas-1", "Texas", agentSpec{url: p.URL()})
+	startVia(t, s, "tcs-california-1", "California", agentSpec{})
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	slow := p.Delay(faultproxy.Not(faultproxy.Lease), faultproxy.Both, 400*time.Millisecond)
+	defer slow.Remove()
+	done := make(chan struct{})
+	go func() { tx.stop(); close(done) }()
+	samples := 0
+	for {
+		select {
+		case <-done:
+			if samples == 0 {
+				t.Fatal("the leave ended before any Texas set was seen with California")
+			}
+			t.Logf("%d samples of a handed-over Texas set, none still served by Texas", samples)
+			return
+		default:
+		}
+		for _, st := range setsOf(snapshot(t, s), "Texas") {
+			if ldapdir.RDNValue(st.Owner) != "tcs-california-1" {
+				continue
+			}
+			samples++
+			if epoch, ok := tx.a.Owns(st.Name); ok {
+				t.Fatalf("%s is California's at epoch %d in the directory, and Texas still serves it at epoch %d", st.Name, st.Epoch, epoch)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

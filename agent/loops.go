@@ -18,6 +18,9 @@ import (
 // after recover has put its own sets through the directory. It returns an
 // error only when another live process now holds the agent's name.
 func (a *Agent) keepLease(ctx, runCtx context.Context) error {
+	// A directory that is down fails every refresh (several a second): the
+	// first failure is logged, the rest only counted until one succeeds.
+	failing, since := 0, time.Time{}
 	for {
 		a.mu.Lock()
 		l := a.lease
@@ -26,11 +29,21 @@ func (a *Agent) keepLease(ctx, runCtx context.Context) error {
 			a.m.LeaseRefresh.Observe(took.Seconds())
 			if err != nil {
 				a.m.LeaseFailures.Inc()
-				a.log.WithError(err).WithField("took", took).Warn("lease refresh failed")
+				if failing == 0 {
+					since = time.Now()
+					a.log.WithError(err).WithField("took", took).Warn("lease refresh failed (further failures are counted, not logged, until one succeeds)")
+				} else {
+					a.log.WithError(err).WithField("took", took).Debug("lease refresh failed again")
+				}
+				failing++
 				if !l.Valid(a.opts.RenewDeadline) {
 					a.fence("lease not renewed within the renew deadline")
 				}
 				return
+			}
+			if failing > 0 {
+				a.log.WithFields(logrus.Fields{"failed": failing, "for": time.Since(since).Round(time.Millisecond)}).Info("lease refreshed again")
+				failing = 0
 			}
 			if took > a.opts.LeaseTTL/6 {
 				a.log.WithField("took", took).Warn("slow lease refresh")
@@ -57,6 +70,7 @@ func (a *Agent) keepLease(ctx, runCtx context.Context) error {
 		a.mu.Lock()
 		l = a.lease
 		a.mu.Unlock()
+		a.reclaimFor.Store(l)
 		a.recover(ctx, l)
 	}
 }
@@ -89,13 +103,90 @@ func (a *Agent) recover(ctx context.Context, l *ldapdir.Lease) {
 		if err != nil || !current || !l.Valid(a.opts.RenewDeadline) {
 			return // a later renewal tries again
 		}
-		if err := a.bumpOwned(ctx); err != nil || !l.Valid(a.opts.RenewDeadline) {
-			return // after a provider switch only (mirror.go)
+		if err := a.rewriteOwned(ctx, l); err != nil || !l.Valid(a.opts.RenewDeadline) {
+			return // a later renewal tries again
 		}
 		a.unfence()
 		a.ownAll()
 		a.poke()
 	}()
+}
+
+// Reasons of the ownership changes rewriteOwned writes.
+const (
+	reasonReclaim    = "re-registered" // rewritten after registering again
+	reasonEpochFloor = "epoch-floor"   // lifted above the epoch floor after a provider switch
+)
+
+// rewriteOwned writes sets the view says this agent owns once more, to this
+// agent (epoch + 1), before it unfences:
+//
+//   - after registering again (lease l is reclaimFor), every one of them:
+//     the swarm saw the old lease entry go and may be claiming them as
+//     orphans at the very epoch the re-read just showed; the compare-and-
+//     swap decides who has each, and a lost one re-reads the set. Without
+//     it a claim that commits after the re-read and whose watch event the
+//     agent misses (a read applied after the delete that ended its watch
+//     of the set) leaves the agent serving a set another agent owns;
+//   - after a provider switch (mirror.go), those below the Dir's epoch
+//     floor, lifting them above any epoch the old provider may have handed
+//     out and lost.
+//
+// The writes go as one batch, each sent only while l is valid.
+func (a *Agent) rewriteOwned(ctx context.Context, l *ldapdir.Lease) error {
+	all, floor := a.reclaimFor.Load() == l, a.dir.EpochFloor()
+	if !all && floor == 0 {
+		return nil
+	}
+	reason := reasonEpochFloor
+	if all {
+		reason = reasonReclaim
+	}
+	var ws []ldapdir.Write
+	a.mu.Lock()
+	for _, s := range a.v.snap.Sets {
+		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) && (all || s.Epoch < floor) {
+			ws = append(ws, ldapdir.Write{Set: s, Kind: ldapdir.SetOwner, To: a.selfDN})
+		}
+	}
+	a.mu.Unlock()
+	res, _ := a.dir.WriteBatch(ctx, ws, func() error {
+		if !l.Valid(a.opts.RenewDeadline) {
+			return errFenced
+		}
+		return nil
+	})
+	var err error
+	lost := 0
+	for i, r := range res {
+		switch {
+		case r.Err == nil:
+			a.m.Writes.WithLabelValues("reclaim", "ok").Inc()
+			a.owned(ws[i].Set, r.Set, reason)
+		case errors.Is(r.Err, ldapdir.ErrConflict), errors.Is(r.Err, ldapdir.ErrNotFound):
+			lost++
+			a.m.Writes.WithLabelValues("reclaim", "conflict").Inc()
+			if r.Set.Name != "" { // the batch re-read it
+				a.mu.Lock()
+				changes := a.putSetLocked(r.Set)
+				a.mu.Unlock()
+				a.notify(changes)
+			} else {
+				a.reread(ctx, ws[i].Set.Name, "reclaim", ws[i].Set.Epoch)
+			}
+		default:
+			a.m.Writes.WithLabelValues("reclaim", "error").Inc()
+			err = r.Err
+		}
+	}
+	if len(ws) > 0 {
+		a.log.WithFields(logrus.Fields{"sets": len(ws), "lost": lost, "reason": reason, "epoch_floor": floor}).Info("own sets written again before unfencing")
+	}
+	if err != nil {
+		return err
+	}
+	a.reclaimFor.CompareAndSwap(l, nil)
+	return nil
 }
 
 // confirmOwned reads from the directory the sets this agent owns and every

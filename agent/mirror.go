@@ -2,12 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"tcs/ldapdir"
 	"tcs/smartset"
 )
 
@@ -75,40 +71,4 @@ func (a *Agent) settleSwitch(ctx context.Context) bool {
 		case <-t.C:
 		}
 	}
-}
-
-// bumpOwned writes every set the view says this agent owns at an epoch
-// below the Dir's floor once more, to this agent, lifting it to the floor
-// (a no-op without a switch). A lost compare-and-swap re-reads the set.
-func (a *Agent) bumpOwned(ctx context.Context) error {
-	floor := a.dir.EpochFloor()
-	if floor == 0 {
-		return nil
-	}
-	var low []smartset.Set
-	a.mu.Lock()
-	for _, s := range a.v.snap.Sets {
-		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) && s.Epoch < floor {
-			low = append(low, s)
-		}
-	}
-	a.mu.Unlock()
-	for _, s := range low {
-		got, err := a.dir.Transfer(ctx, s.Name, s.Epoch, a.selfDN)
-		switch {
-		case err == nil:
-			a.mu.Lock()
-			changes := a.putSetLocked(got)
-			a.mu.Unlock()
-			a.notify(changes)
-		case errors.Is(err, ldapdir.ErrConflict), errors.Is(err, ldapdir.ErrNotFound):
-			a.reread(ctx, s.Name, "transfer", s.Epoch)
-		default:
-			return err
-		}
-	}
-	if len(low) > 0 {
-		a.log.WithFields(logrus.Fields{"sets": len(low), "epoch_floor": floor}).Info("own sets written again above the epoch floor after the provider switch")
-	}
-	return nil
 }

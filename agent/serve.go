@@ -67,8 +67,9 @@ func (a *Agent) Owns(name string) (int64, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s, ok := a.v.snap.Sets[smartset.Key(name)]
-	if !ok || s.Owner == "" || !smartset.SameDN(s.Owner, a.selfDN) {
+	key := smartset.Key(name)
+	s, ok := a.v.snap.Sets[key]
+	if !ok || s.Owner == "" || !smartset.SameDN(s.Owner, a.selfDN) || a.giving[key] > 0 {
 		return 0, false
 	}
 	return s.Epoch, true
