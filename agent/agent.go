@@ -115,22 +115,22 @@ type Agent struct {
 	// before it gives it away (serve.go), as a consumer group revokes a
 	// partition before assigning it, so the new owner's first answer never
 	// comes before the old owner's last.
-	giving map[string]int
-	counts    smartset.Counts      // owned counts of the view for HTTP lookups; nil = recount
-	tokens    int                  // move budget left in this window
-	window    time.Time            // start of the budget window
-	watch     *ldapdir.Watch
-	leaving   bool
-	onChange  []func(Change)
+	giving   map[string]int
+	counts   smartset.Counts // owned counts of the view for HTTP lookups; nil = recount
+	tokens   int             // move budget left in this window
+	window   time.Time       // start of the budget window
+	watch    *ldapdir.Watch
+	leaving  bool
+	onChange []func(Change)
 	// incarnations are the lease incarnations this process has held: its
 	// own service entry showing any other one means another process holds
 	// the agent's name.
 	incarnations map[string]bool
-	recovering   atomic.Bool  // a re-read before unfencing is running
+	recovering   atomic.Bool // a re-read before unfencing is running
 	// reclaimFor is the lease registered after the previous one was lost:
 	// recover rewrites every owned set under it before unfencing (loops.go).
 	reclaimFor atomic.Pointer[ldapdir.Lease]
-	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
+	switchHold atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
 	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 	standing broadcast   // fired on fence and unfence (http.go)
