@@ -28,7 +28,7 @@ type Searcher interface {
 // else).
 func ReadCommits(s Searcher, setsDN string) ([]Commit, error) {
 	res, err := s.Search(ldap.NewSearchRequest(AccessLogBase, ldap.ScopeSingleLevel, ldap.NeverDerefAliases,
-		0, 0, false, accessLogFilter, []string{"reqStart", "reqType", "reqDN", "reqMod", "reqAuthzID"}, nil))
+		0, 0, false, accessLogFilter, []string{"reqStart", "reqType", "reqDN", "reqMod", "reqAuthzID", "entryCSN"}, nil))
 	if err != nil {
 		return nil, fmt.Errorf("reading the accesslog %s: %w", AccessLogBase, err)
 	}
@@ -61,6 +61,7 @@ func commitFromEntry(e *ldap.Entry, setsDN string) (Commit, bool) {
 		By:   e.GetAttributeValue("reqAuthzID"),
 	}
 	c.At = generalizedTime(c.Seq)
+	c.CSN = e.GetAttributeValue("entryCSN") // the logged operation's CSN
 	for _, m := range e.GetAttributeValues("reqMod") {
 		attr, op, val := splitReqMod(m)
 		switch strings.ToLower(attr) {
@@ -75,10 +76,68 @@ func commitFromEntry(e *ldap.Entry, setsDN string) (Commit, bool) {
 		case "entrycsn":
 			if t := generalizedTime(val); !t.IsZero() {
 				c.At = t
+				c.CSN = strings.TrimSpace(val)
 			}
 		}
 	}
 	return c, true
+}
+
+// CSNServer returns the server ID field of a CSN
+// ("20261202133033.616668Z#000000#001#000000" -> "001"), "" when csn is not
+// one.
+func CSNServer(csn string) string {
+	f := strings.Split(csn, "#")
+	if len(f) != 4 {
+		return ""
+	}
+	return f[2]
+}
+
+// MergeCommits merges the accesslogs of the providers of a MirrorMode pair
+// into one history of the writes the pair took, in commit order. Each
+// provider's log holds the writes it took itself and the ones it
+// replicated from its peer (syncrepl's writes are logged too); a write is
+// kept from the log of the provider that took it: the server ID in its CSN
+// is that provider's (logs maps a server ID, "001", to that provider's
+// records). A record without a CSN (a delete) is kept once per set and
+// second. The writes a provider took and never replicated (a kill -9
+// before its peer had them) are in its log only: they are kept, as commits
+// some client may have seen.
+func MergeCommits(logs map[string][]Commit) []Commit {
+	var out []Commit
+	type del struct {
+		set string
+		at  int64
+	}
+	seen := map[del]bool{}
+	sids := make([]string, 0, len(logs))
+	for sid := range logs {
+		sids = append(sids, sid)
+	}
+	sort.Strings(sids)
+	for _, sid := range sids {
+		for _, c := range logs[sid] {
+			if c.CSN != "" {
+				if CSNServer(c.CSN) == sid {
+					out = append(out, c)
+				}
+				continue
+			}
+			k := del{c.Set, c.At.Unix()}
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, c)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].At.Equal(out[j].At) {
+			return out[i].At.Before(out[j].At)
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out
 }
 
 // splitReqMod splits "attr:<op> value" (op is one of = + - #).

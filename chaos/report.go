@@ -54,15 +54,19 @@ func Avail(h *History) Availability {
 // Report writes the closing table: faults by kind, checks with counts and
 // violations, availability; then each violation with its set's excerpt.
 func Report(w io.Writer, h *History, results []Result) {
-	fmt.Fprintf(w, "\nchaos: seed %d, %.0fs, TTL %v, %d processes, %d reads, %d directory samples, %d committed set writes\n",
-		h.Seed, h.End.Sub(h.Start).Seconds(), h.TTL, len(h.Processes), len(h.Reads), len(h.Samples), len(h.Commits))
+	topo := h.Topology
+	if topo == "" {
+		topo = Single
+	}
+	fmt.Fprintf(w, "\nchaos: seed %d, topology %s, %.0fs, TTL %v, %d processes, %d reads, %d directory samples, %d committed set writes\n",
+		h.Seed, topo, h.End.Sub(h.Start).Seconds(), h.TTL, len(h.Processes), len(h.Reads), len(h.Samples), len(h.Commits))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FAULT\tINJECTED")
 	count := map[Kind]int{}
 	for _, f := range h.Faults {
 		count[f.Kind]++
 	}
-	for _, k := range Kinds {
+	for _, k := range KindsOf(topo) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, count[k])
 	}
 	fmt.Fprintln(tw, "\t")
@@ -80,8 +84,8 @@ func Report(w io.Writer, h *History, results []Result) {
 		fmt.Fprintf(w, "chaos: seed %d: no violations\n", h.Seed)
 		return
 	}
-	fmt.Fprintf(w, "chaos: seed %d: %d violations (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v)\n",
-		h.Seed, total, h.Seed, h.Duration)
+	fmt.Fprintf(w, "chaos: seed %d: %d violations (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v CHAOS_TOPOLOGY=%s)\n",
+		h.Seed, total, h.Seed, h.Duration, topo)
 	shown := map[string]int{}
 	for _, r := range results {
 		for _, v := range r.Violations {
@@ -110,6 +114,11 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 			lines = append(lines, line{f.Start, fmt.Sprintf("fault   %s %s until %s %s", f.Kind, f.Target, rel(h, f.End), f.Note)})
 		}
 	}
+	for _, u := range h.Unwritable {
+		if u.Start.Before(to) && u.End.After(from) {
+			lines = append(lines, line{u.Start, fmt.Sprintf("no writable directory until %s: %s", rel(h, u.End), u.Why)})
+		}
+	}
 	for _, c := range h.Commits {
 		if c.Set != set || !in(c.At) {
 			continue
@@ -118,7 +127,11 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 			lines = append(lines, line{c.At, fmt.Sprintf("commit  modify without an epoch change (a release request) by %s (%s)", c.By, c.Seq)})
 			continue
 		}
-		lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq)})
+		on := ""
+		if c.Server != "" {
+			on = " on " + c.Server
+		}
+		lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq, on)})
 	}
 	var prev Owning
 	for _, s := range h.Samples {

@@ -1,0 +1,162 @@
+package chaos
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"tcs/internal/faultproxy"
+	"tcs/internal/ldaptest"
+	"tcs/internal/switchproxy"
+)
+
+// The replicated topologies of a run (README "Replicated directory"):
+//
+//   - Consumers: the provider (c.srv) takes every write; two read replicas
+//     (syncrepl consumers), each replicating through a fault proxy of its
+//     own (its link, for lag and stalls); every agent reads from both, in
+//     an order of its own, through a fault proxy per replica.
+//   - Mirror: a MirrorMode pair behind internal/switchproxy (the frontend,
+//     c.dirURL); the active one expires leases (dds), the standby does not
+//     until it becomes active (Server.Activate), as the README's switch
+//     procedure says.
+
+// consumer is one read replica and the link it replicates through.
+type consumer struct {
+	name string
+	srv  *ldaptest.Server
+	link *faultproxy.Proxy // between the replica and the provider
+}
+
+// consumerNames are the read replicas of the Consumers topology.
+var consumerNames = []string{"replica-1", "replica-2"}
+
+func (c *cluster) startConsumers(t *testing.T) {
+	t.Helper()
+	for _, name := range consumerNames {
+		link, err := faultproxy.New(c.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { link.Close() })
+		srv := ldaptest.StartConsumer(t, c.srv, ldaptest.ReplicateFrom(link.URL()))
+		t.Logf("chaos: read replica %s at %s (replicating through %s), data in %s", name, srv.URL, link.URL(), srv.Dir)
+		c.consumers = append(c.consumers, &consumer{name: name, srv: srv, link: link})
+	}
+}
+
+func (c *cluster) consumer(name string) *consumer {
+	for _, cs := range c.consumers {
+		if cs.name == name {
+			return cs
+		}
+	}
+	return nil
+}
+
+// injectConsumer runs a fault of a read replica; its note says what
+// happened.
+func (c *cluster) injectConsumer(s Step) string {
+	cs := c.consumer(s.Target)
+	if cs == nil {
+		return "no such replica"
+	}
+	switch s.Kind {
+	case ConsumerKill:
+		cs.srv.Kill()
+		time.Sleep(s.For)
+		cs.srv.Start()
+	case ConsumerLag:
+		r := cs.link.Delay(faultproxy.All, faultproxy.Both, s.By)
+		time.Sleep(s.For)
+		r.Remove()
+	case ConsumerStall:
+		r := cs.link.Freeze(faultproxy.All, faultproxy.Both)
+		time.Sleep(s.For)
+		r.Remove()
+	}
+	return ""
+}
+
+// mirrorPair is the MirrorMode pair and its frontend.
+type mirrorPair struct {
+	front *switchproxy.Proxy
+
+	mu      sync.Mutex
+	servers [2]mirrorServer
+	active  int // index in servers of the one the frontend sends clients to
+}
+
+type mirrorServer struct {
+	srv *ldaptest.Server
+	sid string // its server ID as CSNs write it ("001")
+}
+
+func (c *cluster) startPair(t *testing.T, standby *ldaptest.Server) {
+	t.Helper()
+	standby.WaitCaughtUp(c.srv, 60*time.Second) // the data and accounts
+	front, err := switchproxy.New(c.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close() })
+	c.pair = &mirrorPair{front: front, servers: [2]mirrorServer{{c.srv, "001"}, {standby, "002"}}}
+	c.dirURL = front.URL()
+	t.Logf("chaos: MirrorMode pair %s (server 1, active) and %s (server 2, data in %s) behind the frontend %s",
+		c.srv.URL, standby.URL, standby.Dir, front.URL())
+}
+
+// provider is the server that takes the writes now: the provider, or the
+// active one of a MirrorMode pair.
+func (c *cluster) provider() *ldaptest.Server {
+	if c.pair == nil {
+		return c.srv
+	}
+	c.pair.mu.Lock()
+	defer c.pair.mu.Unlock()
+	return c.pair.servers[c.pair.active].srv
+}
+
+// injectMirror runs a ProviderKill or a Switch (one directory fault at a
+// time: nothing else changes the pair meanwhile) and records the interval
+// in which the frontend reached no provider that takes writes.
+//
+// A switch follows the README: the standby is stopped, gets lease expiry
+// (Activate) and is started, the frontend switches to it (cutting every
+// session), and the old active gets lease expiry off before it serves as
+// the standby, so only the active provider ever expires leases.
+func (c *cluster) injectMirror(s Step, start time.Time) string {
+	p := c.pair
+	p.mu.Lock()
+	old, next := p.servers[p.active], p.servers[1-p.active]
+	p.mu.Unlock()
+	switchTo := func() {
+		p.mu.Lock()
+		p.active = 1 - p.active
+		p.mu.Unlock()
+		p.front.Switch(next.srv.URL)
+	}
+	switch s.Kind {
+	case ProviderKill:
+		old.srv.Kill()
+		c.rec.say("provider-kill-9: server %s killed; the frontend switches in %.1fs", old.sid, s.By.Seconds())
+		time.Sleep(s.By)
+		next.srv.Activate(true)
+		switchTo()
+		c.rec.unwritable(Interval{Start: start, End: time.Now(), Why: fmt.Sprintf("provider-kill-9 of server %s until the switch to %s", old.sid, next.sid)})
+		c.rec.say("provider-kill-9: frontend switched to server %s", next.sid)
+		time.Sleep(time.Until(start.Add(s.For)))
+		old.srv.Activate(false) // back, as the standby
+		return fmt.Sprintf("server %s killed, server %s active after %.1fs", old.sid, next.sid, time.Since(start).Seconds())
+	case Switch:
+		next.srv.Activate(true)
+		at := time.Now()
+		switchTo()
+		c.rec.unwritable(Interval{Start: at, End: time.Now(), Why: fmt.Sprintf("switch from server %s to %s", old.sid, next.sid)})
+		c.rec.say("switch: frontend switched to server %s", next.sid)
+		old.srv.Activate(false)
+		return fmt.Sprintf("server %s active, server %s standby", next.sid, old.sid)
+	}
+	return ""
+}
