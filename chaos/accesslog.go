@@ -103,7 +103,8 @@ func CSNServer(csn string) string {
 // records). A record without a CSN (a delete) is kept once per set and
 // second. The writes a provider took and never replicated (a kill -9
 // before its peer had them) are in its log only: they are kept, as commits
-// some client may have seen.
+// some client may have seen; Commit.Replicated says when the peer logged
+// each write, zero when it never did.
 func MergeCommits(logs map[string][]Commit) []Commit {
 	var out []Commit
 	type del struct {
@@ -111,6 +112,14 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		at  int64
 	}
 	seen := map[del]bool{}
+	copies := map[string]time.Time{} // CSN -> when a provider logged a replicated write
+	for sid, cs := range logs {
+		for _, c := range cs {
+			if c.CSN != "" && CSNServer(c.CSN) != sid {
+				copies[c.Set+" "+c.CSN] = generalizedTime(c.Seq)
+			}
+		}
+	}
 	sids := make([]string, 0, len(logs))
 	for sid := range logs {
 		sids = append(sids, sid)
@@ -120,6 +129,7 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		for _, c := range logs[sid] {
 			if c.CSN != "" {
 				if CSNServer(c.CSN) == sid {
+					c.Replicated = copies[c.Set+" "+c.CSN]
 					out = append(out, c)
 				}
 				continue

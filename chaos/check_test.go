@@ -345,6 +345,9 @@ func TestMergeCommitsOfAMirrorPair(t *testing.T) {
 	if !slices.Equal(desc, want) {
 		t.Fatalf("merged %v, want %v", desc, want)
 	}
+	if got[0].Replicated.IsZero() || !got[1].Replicated.IsZero() {
+		t.Errorf("replicated: %v (want set) and %v (want zero: the lost write)", got[0].Replicated, got[1].Replicated)
+	}
 	h := &History{Commits: got}
 	if r := checkEpochs(h); len(r.Violations) != 0 || r.Checked != 3 {
 		t.Errorf("check 1 over the merged log: %d checked, %v", r.Checked, r.Violations)

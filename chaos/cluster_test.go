@@ -429,6 +429,16 @@ func (c *cluster) commits() ([]Commit, error) {
 	if c.pair == nil {
 		return read(c.srv)
 	}
+	// Let replication finish (both ways), so that what one provider's log
+	// lacks was lost, not late.
+	a, b := c.pair.servers[0].srv, c.pair.servers[1].srv
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ab, _ := a.CaughtUp(b)
+		ba, _ := b.CaughtUp(a)
+		if ab && ba {
+			break
+		}
+	}
 	logs := map[string][]Commit{}
 	for _, p := range c.pair.servers {
 		cs, err := read(p.srv)

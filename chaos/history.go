@@ -116,6 +116,9 @@ type Commit struct {
 	// Server is the provider whose accesslog held the record (a URL; ""
 	// with one server).
 	Server string
+	// Replicated is when the other provider of a MirrorMode pair logged the
+	// write (its reqStart there); zero when it never did (MergeCommits).
+	Replicated time.Time
 }
 
 // Interval is a span of the run with what it was.

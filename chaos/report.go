@@ -80,6 +80,9 @@ func Report(w io.Writer, h *History, results []Result) {
 	a := Avail(h)
 	fmt.Fprintf(w, "availability: %d/%d reads following redirects answered 200 (%.1f%%); %d/%d direct reads answered 200 or 307; %d stale 200s (%d of a fenced agent, ?stale=1)\n",
 		a.Follow200, a.Follow, 100*a.Share(), a.DirectOK, a.Direct, a.Stale, a.Fenced)
+	if topo == Mirror {
+		Replication(w, h)
+	}
 	if total == 0 {
 		fmt.Fprintf(w, "chaos: seed %d: no violations\n", h.Seed)
 		return
@@ -182,5 +185,48 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 	}
 	for _, l := range lines {
 		fmt.Fprintf(w, "  %s %s\n", rel(h, l.at), strings.TrimSpace(l.text))
+	}
+}
+
+// Replication writes, for a MirrorMode pair, what replication did with the
+// ownership writes (epoch changes): how many each provider took, and those
+// its peer never logged (lost when the provider was killed, or superseded
+// by a newer write before it returned) or logged only after the frontend
+// had switched away from it, with the epochs and sets concerned.
+func Replication(w io.Writer, h *History) {
+	took := map[string]int{}
+	var never, late []Commit
+	for _, c := range h.Commits {
+		if c.Epoch == 0 || c.Server == "" {
+			continue
+		}
+		took[c.Server]++
+		if c.Replicated.IsZero() {
+			never = append(never, c)
+			continue
+		}
+		for _, u := range h.Unwritable {
+			if c.At.Before(u.Start) && c.Replicated.After(u.Start) {
+				late = append(late, c)
+				break
+			}
+		}
+	}
+	servers := make([]string, 0, len(took))
+	for s := range took {
+		servers = append(servers, s)
+	}
+	sort.Strings(servers)
+	var parts []string
+	for _, s := range servers {
+		parts = append(parts, fmt.Sprintf("%s %d", s, took[s]))
+	}
+	fmt.Fprintf(w, "replication: ownership writes taken: %s; never replicated to the other provider: %d; replicated only after a switch away from their provider: %d\n",
+		strings.Join(parts, ", "), len(never), len(late))
+	for _, c := range never {
+		fmt.Fprintf(w, "  never replicated: %s epoch %d owner %q at %s on %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server)
+	}
+	for _, c := range late {
+		fmt.Fprintf(w, "  late: %s epoch %d owner %q at %s on %s, replicated at %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server, rel(h, c.Replicated))
 	}
 }
