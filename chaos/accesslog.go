@@ -103,8 +103,9 @@ func CSNServer(csn string) string {
 // records). A record without a CSN (a delete) is kept once per set and
 // second. The writes a provider took and never replicated (a kill -9
 // before its peer had them) are in its log only: they are kept, as commits
-// some client may have seen; Commit.Replicated says when the peer logged
-// each write, zero when it never did.
+// some client may have seen; Commit.Replicated says when the peer had each
+// write (logged it, or a later write of the set by the same provider),
+// zero when it never did: the write was lost.
 func MergeCommits(logs map[string][]Commit) []Commit {
 	var out []Commit
 	type del struct {
@@ -112,13 +113,31 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		at  int64
 	}
 	seen := map[del]bool{}
-	copies := map[string]time.Time{} // CSN -> when a provider logged a replicated write
+	// The replicated records, by set: a provider that was down or behind
+	// catches up with a refresh, which carries only the latest state of an
+	// entry (one record, with the CSN of its latest write), so a write
+	// reached the peer when the peer logged a write of that set by the same
+	// provider at a CSN at least as new.
+	type copied struct {
+		csn string
+		at  time.Time
+	}
+	copies := map[string][]copied{} // set -> replicated records
 	for sid, cs := range logs {
 		for _, c := range cs {
 			if c.CSN != "" && CSNServer(c.CSN) != sid {
-				copies[c.Set+" "+c.CSN] = generalizedTime(c.Seq)
+				copies[c.Set] = append(copies[c.Set], copied{c.CSN, generalizedTime(c.Seq)})
 			}
 		}
+	}
+	reached := func(c Commit) time.Time {
+		var first time.Time
+		for _, cp := range copies[c.Set] {
+			if CSNServer(cp.csn) == CSNServer(c.CSN) && cp.csn >= c.CSN && (first.IsZero() || cp.at.Before(first)) {
+				first = cp.at
+			}
+		}
+		return first
 	}
 	sids := make([]string, 0, len(logs))
 	for sid := range logs {
@@ -129,7 +148,7 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		for _, c := range logs[sid] {
 			if c.CSN != "" {
 				if CSNServer(c.CSN) == sid {
-					c.Replicated = copies[c.Set+" "+c.CSN]
+					c.Replicated = reached(c)
 					out = append(out, c)
 				}
 				continue

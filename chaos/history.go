@@ -116,8 +116,10 @@ type Commit struct {
 	// Server is the provider whose accesslog held the record (a URL; ""
 	// with one server).
 	Server string
-	// Replicated is when the other provider of a MirrorMode pair logged the
-	// write (its reqStart there); zero when it never did (MergeCommits).
+	// Replicated is when the other provider of a MirrorMode pair had the
+	// write (logged it, or a later write of the set by the same provider:
+	// a refresh carries only an entry's latest state); zero when it never
+	// did (MergeCommits): a lost write.
 	Replicated time.Time
 }
 

@@ -189,10 +189,10 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 }
 
 // Replication writes, for a MirrorMode pair, what replication did with the
-// ownership writes (epoch changes): how many each provider took, and those
-// its peer never logged (lost when the provider was killed, or superseded
-// by a newer write before it returned) or logged only after the frontend
-// had switched away from it, with the epochs and sets concerned.
+// ownership writes (epoch changes): how many each provider took, those its
+// peer never had (lost: the provider was killed before sending them and
+// the peer wrote the set since), and those the peer had only after the
+// frontend had switched away from their provider, with sets and epochs.
 func Replication(w io.Writer, h *History) {
 	took := map[string]int{}
 	var never, late []Commit
@@ -221,10 +221,10 @@ func Replication(w io.Writer, h *History) {
 	for _, s := range servers {
 		parts = append(parts, fmt.Sprintf("%s %d", s, took[s]))
 	}
-	fmt.Fprintf(w, "replication: ownership writes taken: %s; never replicated to the other provider: %d; replicated only after a switch away from their provider: %d\n",
+	fmt.Fprintf(w, "replication: ownership writes taken: %s; lost (never reached the other provider): %d; reached it only after a switch away from their provider: %d\n",
 		strings.Join(parts, ", "), len(never), len(late))
 	for _, c := range never {
-		fmt.Fprintf(w, "  never replicated: %s epoch %d owner %q at %s on %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server)
+		fmt.Fprintf(w, "  lost: %s epoch %d owner %q at %s on %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server)
 	}
 	for _, c := range late {
 		fmt.Fprintf(w, "  late: %s epoch %d owner %q at %s on %s, replicated at %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server, rel(h, c.Replicated))
