@@ -117,8 +117,9 @@ func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder, topo
 		t.Fatalf("chaos: cannot build tcs-agent: %v\n%s", err, out)
 	}
 	var standby *ldaptest.Server
+	var links map[string]*faultproxy.Proxy
 	if topology == Mirror {
-		c.srv, standby = ldaptest.StartMirror(t)
+		c.srv, standby, links = startMirror(t)
 	} else {
 		c.srv = ldaptest.Start(t)
 	}
@@ -140,7 +141,7 @@ func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder, topo
 	case Consumers:
 		c.startConsumers(t)
 	case Mirror:
-		c.startPair(t, standby)
+		c.startPair(t, standby, links)
 	}
 	n := 0
 	for _, l := range locations {

@@ -125,6 +125,8 @@ func (c *cluster) inject(start time.Time, s Step) {
 		f.Note = c.injectConsumer(s)
 	case ProviderKill, Switch:
 		f.Note = c.injectMirror(s, f.Start)
+	case ReplicationCut:
+		f.Note = c.cutReplication(s)
 	case MoveLoc:
 		orig := ""
 		for _, l := range locations {

@@ -82,6 +82,9 @@ func (c *cluster) injectConsumer(s Step) string {
 // mirrorPair is the MirrorMode pair and its frontend.
 type mirrorPair struct {
 	front *switchproxy.Proxy
+	// links are the fault proxies each provider replicates from its peer
+	// through, by the URL of the peer they lead to.
+	links map[string]*faultproxy.Proxy
 
 	mu      sync.Mutex
 	servers [2]mirrorServer
@@ -93,7 +96,25 @@ type mirrorServer struct {
 	sid string // its server ID as CSNs write it ("001")
 }
 
-func (c *cluster) startPair(t *testing.T, standby *ldaptest.Server) {
+// startMirror starts a MirrorMode pair whose providers replicate from each
+// other through fault proxies (links).
+func startMirror(t *testing.T) (active, standby *ldaptest.Server, links map[string]*faultproxy.Proxy) {
+	t.Helper()
+	links = map[string]*faultproxy.Proxy{}
+	via := func(url string) string {
+		p, err := faultproxy.New(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		links[url] = p
+		return p.URL()
+	}
+	active, standby = ldaptest.StartMirror(t, ldaptest.MirrorVia(via))
+	return active, standby, links
+}
+
+func (c *cluster) startPair(t *testing.T, standby *ldaptest.Server, links map[string]*faultproxy.Proxy) {
 	t.Helper()
 	standby.WaitCaughtUp(c.srv, 60*time.Second) // the data and accounts
 	front, err := switchproxy.New(c.srv.URL)
@@ -101,7 +122,7 @@ func (c *cluster) startPair(t *testing.T, standby *ldaptest.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { front.Close() })
-	c.pair = &mirrorPair{front: front, servers: [2]mirrorServer{{c.srv, "001"}, {standby, "002"}}}
+	c.pair = &mirrorPair{front: front, links: links, servers: [2]mirrorServer{{c.srv, "001"}, {standby, "002"}}}
 	c.dirURL = front.URL()
 	t.Logf("chaos: MirrorMode pair %s (server 1, active) and %s (server 2, data in %s) behind the frontend %s",
 		c.srv.URL, standby.URL, standby.Dir, front.URL())
@@ -116,6 +137,25 @@ func (c *cluster) provider() *ldaptest.Server {
 	c.pair.mu.Lock()
 	defer c.pair.mu.Unlock()
 	return c.pair.servers[c.pair.active].srv
+}
+
+// cutReplication runs a ReplicationCut: the standby's link to the active
+// provider (as they are when it starts) drops everything for Step.For, then
+// its connections are reset.
+func (c *cluster) cutReplication(s Step) string {
+	p := c.pair
+	p.mu.Lock()
+	active, standby := p.servers[p.active], p.servers[1-p.active]
+	p.mu.Unlock()
+	link := p.links[active.srv.URL]
+	if link == nil {
+		return "no link to " + active.srv.URL
+	}
+	r := link.BlackHole(faultproxy.All, faultproxy.Both)
+	time.Sleep(s.For)
+	r.Remove()
+	link.Reset(faultproxy.All).Remove()
+	return fmt.Sprintf("server %s's replication from server %s", standby.sid, active.sid)
 }
 
 // injectMirror runs a ProviderKill or a Switch (one directory fault at a

@@ -59,12 +59,18 @@ const (
 	// Switch switches the frontend of a MirrorMode pair to the standby while
 	// both providers run (maintenance, a flapping health check).
 	Switch Kind = "switch"
+	// ReplicationCut drops the standby's replication from the active
+	// provider of a MirrorMode pair (both ways) for Step.For, then resets
+	// it, as a network partition between the two would: what the active
+	// takes meanwhile is on the active only, and lost if it is killed
+	// before the cut heals.
+	ReplicationCut Kind = "replication-cut"
 )
 
 // Kinds lists every fault kind, in report order.
 var Kinds = []Kind{Kill9, Stop, Term, Duplicate, SlapdKill, SlapdDown, BlackHole, Reset, Delay,
 	FreezeWatch, FreezeLease, HoldRefresh, StuckWatch, LateRefresh, SlowDir, MoveLoc, AddSet, DelSet,
-	ConsumerKill, ConsumerLag, ConsumerStall, ProviderKill, Switch}
+	ConsumerKill, ConsumerLag, ConsumerStall, ProviderKill, Switch, ReplicationCut}
 
 // The directory topologies a run can have (CHAOS_TOPOLOGY).
 const (
@@ -78,7 +84,7 @@ var Topologies = []string{Single, Consumers, Mirror}
 
 // onlyIn names the topology of each kind that exists in one topology only.
 var onlyIn = map[Kind]string{ConsumerKill: Consumers, ConsumerLag: Consumers, ConsumerStall: Consumers,
-	ProviderKill: Mirror, Switch: Mirror}
+	ProviderKill: Mirror, Switch: Mirror, ReplicationCut: Mirror}
 
 // KindsOf lists the fault kinds a schedule of topology dir can hold.
 func KindsOf(dir string) []Kind {
@@ -117,7 +123,7 @@ var weights = []struct {
 	// Only in their topology (onlyIn): a single-server schedule draws from
 	// the kinds above alone, so its seeds give the schedules they always gave.
 	{ConsumerKill, 6}, {ConsumerLag, 5}, {ConsumerStall, 4},
-	{ProviderKill, 4}, {Switch, 3},
+	{ProviderKill, 4}, {Switch, 3}, {ReplicationCut, 4},
 }
 
 // Topology is what a schedule picks targets from.
@@ -182,7 +188,7 @@ func Plan(seed int64, d time.Duration, topo Topology) []Step {
 		maxImp = max(1, len(topo.Agents)-2)
 	}
 	busyAgent := map[string]time.Duration{} // agent -> free again at
-	var busyDir, busyLoc, busyConsumer time.Duration
+	var busyDir, busyLoc, busyConsumer, busyLink time.Duration
 	dir := topo.Directory
 	if dir == "" {
 		dir = Single
@@ -263,6 +269,8 @@ func Plan(seed int64, d time.Duration, topo Topology) []Step {
 			s.By = dur(200*time.Millisecond, 1500*time.Millisecond)
 		case ConsumerStall:
 			s.For = dur(time.Second, 6*time.Second)
+		case ReplicationCut:
+			s.For = dur(time.Second, 6*time.Second)
 		case ProviderKill:
 			// The killed provider returns (as the standby) after the
 			// switch and the agents' hold of one TTL.
@@ -300,6 +308,11 @@ func Plan(seed int64, d time.Duration, topo Topology) []Step {
 			if k == ProviderKill || k == Switch {
 				busyDir += ttl // the agents hold one TTL after a switch
 			}
+		case k == ReplicationCut: // may overlap a provider kill: that loses writes
+			if busyLink > at {
+				continue
+			}
+			busyLink = end + 500*time.Millisecond
 		case consumerKinds[k]:
 			if busyConsumer > at {
 				continue
