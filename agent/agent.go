@@ -123,6 +123,11 @@ type Agent struct {
 	recovering   atomic.Bool  // a re-read before unfencing is running
 	switchHold   atomic.Int64 // unix ns: fenced until then after a provider switch (mirror.go)
 
+	// giving counts, per set, the writes in flight that give the set away
+	// (a transfer or release of a set this agent owns): it is not served
+	// meanwhile (batch.go). Under mu.
+	giving map[string]int
+
 	fenced   atomic.Bool // lease lost or not renewed in time: own nothing, write nothing
 	standing broadcast   // fired on fence and unfence (http.go)
 
@@ -179,6 +184,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		claimAt:   map[string]time.Time{},
 		progress:  map[string]progress{},
 		requested: map[string]requested{},
+		giving:    map[string]int{},
 		tokens:    opts.MoveBudget,
 
 		incarnations: map[string]bool{},

@@ -68,7 +68,7 @@ func (a *Agent) Owns(name string) (int64, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.v.snap.Sets[smartset.Key(name)]
-	if !ok || s.Owner == "" || !smartset.SameDN(s.Owner, a.selfDN) {
+	if !ok || s.Owner == "" || !smartset.SameDN(s.Owner, a.selfDN) || a.giving[smartset.Key(name)] > 0 {
 		return 0, false
 	}
 	return s.Epoch, true
