@@ -104,8 +104,7 @@ func CSNServer(csn string) string {
 // second. The writes a provider took and never replicated (a kill -9
 // before its peer had them) are in its log only: they are kept, as commits
 // some client may have seen; Commit.Replicated says when the peer had each
-// write (logged it, or a later write of the set by the same provider),
-// zero when it never did: the write was lost.
+// write, zero when it never did: the write was lost (see reached).
 func MergeCommits(logs map[string][]Commit) []Commit {
 	var out []Commit
 	type del struct {
@@ -113,31 +112,13 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		at  int64
 	}
 	seen := map[del]bool{}
-	// The replicated records, by set: a provider that was down or behind
-	// catches up with a refresh, which carries only the latest state of an
-	// entry (one record, with the CSN of its latest write), so a write
-	// reached the peer when the peer logged a write of that set by the same
-	// provider at a CSN at least as new.
-	type copied struct {
-		csn string
-		at  time.Time
-	}
-	copies := map[string][]copied{} // set -> replicated records
+	copies := map[string]time.Time{} // set and CSN -> when the peer logged it
 	for sid, cs := range logs {
 		for _, c := range cs {
 			if c.CSN != "" && CSNServer(c.CSN) != sid {
-				copies[c.Set] = append(copies[c.Set], copied{c.CSN, generalizedTime(c.Seq)})
+				copies[c.Set+" "+c.CSN] = generalizedTime(c.Seq)
 			}
 		}
-	}
-	reached := func(c Commit) time.Time {
-		var first time.Time
-		for _, cp := range copies[c.Set] {
-			if CSNServer(cp.csn) == CSNServer(c.CSN) && cp.csn >= c.CSN && (first.IsZero() || cp.at.Before(first)) {
-				first = cp.at
-			}
-		}
-		return first
 	}
 	sids := make([]string, 0, len(logs))
 	for sid := range logs {
@@ -148,7 +129,6 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		for _, c := range logs[sid] {
 			if c.CSN != "" {
 				if CSNServer(c.CSN) == sid {
-					c.Replicated = reached(c)
 					out = append(out, c)
 				}
 				continue
@@ -166,7 +146,40 @@ func MergeCommits(logs map[string][]Commit) []Commit {
 		}
 		return out[i].Seq < out[j].Seq
 	})
+	reached(out, copies)
 	return out
+}
+
+// reached sets Replicated on the merged writes (in commit order) from the
+// peer's copies. A provider that was down or behind catches up by a
+// refresh, which carries only the latest state of an entry: a write
+// reached the peer when the peer logged it, or a later write of the set by
+// the same provider before any write of the peer's own to the set (that
+// state descends from it). A write of the peer's own first means the peer
+// wrote the set without it: the write was lost, even if its provider,
+// back later, writes the set again.
+func reached(out []Commit, copies map[string]time.Time) {
+	bySet := map[string][]int{}
+	for i, c := range out {
+		if c.CSN != "" {
+			bySet[c.Set] = append(bySet[c.Set], i)
+		}
+	}
+	for set, idx := range bySet {
+		for k, i := range idx {
+			sid := CSNServer(out[i].CSN)
+			var first time.Time
+			for _, j := range idx[k:] {
+				if CSNServer(out[j].CSN) != sid {
+					break
+				}
+				if at, ok := copies[set+" "+out[j].CSN]; ok && (first.IsZero() || at.Before(first)) {
+					first = at
+				}
+			}
+			out[i].Replicated = first
+		}
+	}
 }
 
 // splitReqMod splits "attr:<op> value" (op is one of = + - #).

@@ -330,11 +330,14 @@ func TestMergeCommitsOfAMirrorPair(t *testing.T) {
 			c(6, "s1", dnA, 1<<21, "002", "p1"),
 			c(3, "s2", dnB, 4, "001", "p1"), // superseded by the next before p2 had it
 			c(4, "s2", dnA, 5, "001", "p1"),
+			c(9, "s1", dnB, 1<<21+1, "001", "p1"),
 		},
 		"002": {
 			c(1, "s1", dnA, 1, "001", "p2"), // replicated from p1
 			c(6, "s1", dnA, 1<<21, "002", "p2"),
-			c(8, "s2", dnA, 5, "001", "p2"), // p1's last write of s2, by a refresh
+			{At: at(8), Seq: at(8).Format("20060102150405.000000Z"), Set: "s2", Type: "modify", Owner: dnA, Epoch: 5,
+				CSN: csn(4, "001"), Server: "p2"}, // p1's last write of s2, by a refresh at +8s
+			c(9, "s1", dnB, 1<<21+1, "001", "p2"), // p1, back and active again, writes s1
 			{At: at(7), Seq: "d", Set: "s9", Type: "delete", Server: "p2"},
 		},
 	}
@@ -344,18 +347,18 @@ func TestMergeCommitsOfAMirrorPair(t *testing.T) {
 	for _, g := range got {
 		desc = append(desc, g.Set+"@"+g.Server+"/"+g.Type)
 	}
-	want := []string{"s1@p1/modify", "s1@p1/modify", "s2@p1/modify", "s2@p1/modify", "s1@p2/modify", "s9@p1/delete"}
+	want := []string{"s1@p1/modify", "s1@p1/modify", "s2@p1/modify", "s2@p1/modify", "s1@p2/modify", "s9@p1/delete", "s1@p1/modify"}
 	if !slices.Equal(desc, want) {
 		t.Fatalf("merged %v, want %v", desc, want)
 	}
 	if got[0].Replicated.IsZero() || !got[1].Replicated.IsZero() {
-		t.Errorf("replicated: %v (want set) and %v (want zero: the lost write)", got[0].Replicated, got[1].Replicated)
+		t.Errorf("replicated: %v (want set) and %v (want zero: the lost write, though p1 writes s1 again later)", got[0].Replicated, got[1].Replicated)
 	}
 	if !got[2].Replicated.Equal(at(8)) || !got[3].Replicated.Equal(at(8)) {
 		t.Errorf("s2's writes reached p2 at %v and %v, want both at +8s (a refresh carries the latest)", got[2].Replicated, got[3].Replicated)
 	}
 	h := &History{Commits: got}
-	if r := checkEpochs(h); len(r.Violations) != 0 || r.Checked != 5 {
+	if r := checkEpochs(h); len(r.Violations) != 0 || r.Checked != 6 {
 		t.Errorf("check 1 over the merged log: %d checked, %v", r.Checked, r.Violations)
 	}
 	// An agent that never saw the switch writes epoch 2 again on p2, to
