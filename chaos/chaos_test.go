@@ -141,6 +141,7 @@ func runChaos(t *testing.T, seed int64, dur time.Duration, topo string) {
 		t.Errorf("chaos: seed %d, topology %s: %d violations; kept the run in %s (timeline.log, report.txt, agent logs) and slapd's data in %s",
 			seed, topo, violations, dir, c.dataDirs())
 		t.Logf("agent log tails:\n%s", c.logTails(15))
+		c.saveSlapdLogs()
 		return
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })

@@ -451,6 +451,21 @@ func (c *cluster) commits() ([]Commit, error) {
 	return MergeCommits(logs), nil
 }
 
+// saveSlapdLogs writes what every slapd of the run printed since it last
+// started (an abort's message, say) into the run's folder, slapd-*.log.
+func (c *cluster) saveSlapdLogs() {
+	save := func(name string, s *ldaptest.Server) {
+		os.WriteFile(filepath.Join(c.dir, "slapd-"+name+".log"), []byte(s.Log()), 0o600)
+	}
+	save("provider-1", c.srv)
+	for _, cs := range c.consumers {
+		save(cs.name, cs.srv)
+	}
+	if c.pair != nil {
+		save("provider-2", c.pair.servers[1].srv)
+	}
+}
+
 // dataDirs names the data folders of every slapd of the run.
 func (c *cluster) dataDirs() string {
 	dirs := c.srv.Dir
