@@ -61,12 +61,15 @@ bench-replica: deps
 
 # The chaos run of issue 10 (README "Chaos testing"): real slapd and six
 # agents under a seeded schedule of overlapping faults, then the invariant
-# checker. A fresh seed each time unless given; replay a run with its seed:
-#   make chaos CHAOS_SEED=1764680000 CHAOS_DURATION=10m
+# checker. A fresh seed each time unless given; replay a run with its seed
+# and topology (single, consumers: a provider and two read replicas, mirror:
+# a MirrorMode pair behind a frontend; README "Replicated directory"):
+#   make chaos CHAOS_SEED=1764680000 CHAOS_DURATION=10m CHAOS_TOPOLOGY=mirror
 CHAOS_SEED     ?= $(shell date +%s)
 CHAOS_DURATION ?= 2m
+CHAOS_TOPOLOGY ?= single
 chaos: deps
-	CHAOS_SEED=$(CHAOS_SEED) CHAOS_DURATION=$(CHAOS_DURATION) \
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_TOPOLOGY=$(CHAOS_TOPOLOGY) \
 	  $(GO) test -count=1 -run '^TestChaos$$' -v -timeout 180m ./chaos
 
 # DESIGN.md's scale target: 100 agents in 20 locations, 100,000 sets, one

@@ -26,7 +26,7 @@ func TestCommitFromEntry(t *testing.T) {
 	}
 	want := Commit{At: time.Date(2026, 12, 2, 13, 30, 33, 616668000, time.UTC), Seq: "20261202133033.000056Z",
 		Set: "texas-routers", Type: "modify", Owner: "cn=tcs-texas-1,ou=services,dc=example,dc=org", Epoch: 4,
-		By: "cn=admin,dc=example,dc=org"}
+		By: "cn=admin,dc=example,dc=org", CSN: "20261202133033.616668Z#000000#000#000000"}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,8 +16,12 @@ import (
 // Defaults of TestChaos inside `make test`: a fixed seed, so the schedule is
 // the same on every run (seed 297's minute holds every fault kind:
 // TestDefaultScheduleCoversEveryKind); `make chaos` passes a fresh seed.
+// TestChaosMirror's seed 197 gives a MirrorMode pair a minute with a
+// provider kill during a replication cut (lost writes), a switch and every
+// other kind but slow-directory (TestMirrorScheduleCoversTheSwitches).
 const (
 	defaultSeed     = 297
+	mirrorSeed      = 197
 	defaultDuration = 60 * time.Second
 	leaseTTL        = 2 * time.Second
 	readerClients   = 3
@@ -25,7 +30,8 @@ const (
 
 // TestChaos is issue 10's run: real slapd, six agents through one
 // faultproxy each, a seeded schedule of overlapping faults, recording
-// clients, then the checker. CHAOS_SEED and CHAOS_DURATION (a Go duration)
+// clients, then the checker. CHAOS_SEED, CHAOS_DURATION (a Go duration) and
+// CHAOS_TOPOLOGY (single, consumers, mirror: README "Replicated directory")
 // change the run; a failing run keeps its directory (agent logs, configs,
 // timeline, report, slapd's data) and says where.
 func TestChaos(t *testing.T) {
@@ -44,8 +50,32 @@ func TestChaos(t *testing.T) {
 		}
 		dur = v
 	}
-	fmt.Fprintf(os.Stderr, "chaos: seed %d, duration %v (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v)\n", seed, dur, seed, dur)
-	t.Logf("chaos: seed %d, duration %v", seed, dur)
+	topo := Single
+	if s := os.Getenv("CHAOS_TOPOLOGY"); s != "" {
+		if !slices.Contains(Topologies, s) {
+			t.Fatalf("CHAOS_TOPOLOGY=%q: want one of %v", s, Topologies)
+		}
+		topo = s
+	}
+	runChaos(t, seed, dur, topo)
+}
+
+// TestChaosMirror is the minute of TestChaos on a MirrorMode pair behind a
+// frontend (issue 11): provider kill -9 and switches among the faults of
+// the single server, the same invariants. `make chaos
+// CHAOS_TOPOLOGY=mirror` runs other seeds and lengths.
+func TestChaosMirror(t *testing.T) {
+	if os.Getenv("CHAOS_TOPOLOGY") != "" {
+		t.Skip("CHAOS_TOPOLOGY is set: TestChaos runs that topology")
+	}
+	runChaos(t, mirrorSeed, defaultDuration, Mirror)
+}
+
+// runChaos is one chaos run of topology topo.
+func runChaos(t *testing.T, seed int64, dur time.Duration, topo string) {
+	fmt.Fprintf(os.Stderr, "chaos: seed %d, duration %v, topology %s (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v CHAOS_TOPOLOGY=%s)\n",
+		seed, dur, topo, seed, dur, topo)
+	t.Logf("chaos: seed %d, duration %v, topology %s", seed, dur, topo)
 
 	dir, err := os.MkdirTemp("", "tcs-chaos-")
 	if err != nil {
@@ -56,14 +86,15 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer timeline.Close()
-	rec := newRecorder(seed, dur, leaseTTL, timeline, t.Logf)
-	c := newCluster(t, dir, leaseTTL, rec)
+	fmt.Fprintf(timeline, "seed %d, duration %v, topology %s\n", seed, dur, topo)
+	rec := newRecorder(seed, dur, leaseTTL, topo, timeline, t.Logf)
+	c := newCluster(t, dir, leaseTTL, rec, topo)
 	for _, name := range c.order {
 		c.start(c.agents[name], false)
 	}
 	c.settle(t, 90*time.Second)
 
-	steps := Plan(seed, dur, topology(leaseTTL))
+	steps := Plan(seed, dur, topology(leaseTTL, topo))
 	for _, s := range steps {
 		fmt.Fprintf(timeline, "plan %s\n", s)
 	}
@@ -107,9 +138,10 @@ func TestChaos(t *testing.T) {
 		violations += len(r.Violations)
 	}
 	if violations > 0 || t.Failed() {
-		t.Errorf("chaos: seed %d: %d violations; kept the run in %s (timeline.log, report.txt, agent logs) and slapd's data in %s",
-			seed, violations, dir, c.srv.Dir)
+		t.Errorf("chaos: seed %d, topology %s: %d violations; kept the run in %s (timeline.log, report.txt, agent logs) and slapd's data in %s",
+			seed, topo, violations, dir, c.dataDirs())
 		t.Logf("agent log tails:\n%s", c.logTails(15))
+		c.saveSlapdLogs()
 		return
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -122,7 +154,7 @@ func (c *cluster) settle(t *testing.T, within time.Duration) {
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	probe := newRecorder(0, 0, c.ttl, os.Stderr, func(string, ...any) {})
+	probe := newRecorder(0, 0, c.ttl, c.topology, os.Stderr, func(string, ...any) {})
 	c.sampler(sctx, probe, samplePeriod, &wg)
 	deadline := time.Now().Add(within)
 	for {
@@ -162,12 +194,35 @@ func (c *cluster) converge(healed time.Time, bound time.Duration) {
 
 func TestDefaultScheduleCoversEveryKind(t *testing.T) {
 	seen := map[Kind]int{}
-	for _, s := range Plan(defaultSeed, defaultDuration, topology(leaseTTL)) {
+	for _, s := range Plan(defaultSeed, defaultDuration, topology(leaseTTL, Single)) {
 		seen[s.Kind]++
 	}
-	for _, k := range Kinds {
+	for _, k := range KindsOf(Single) {
 		if seen[k] == 0 {
 			t.Errorf("the default %v schedule (seed %d) has no %s", defaultDuration, defaultSeed, k)
 		}
+	}
+}
+
+func TestMirrorScheduleCoversTheSwitches(t *testing.T) {
+	seen := map[Kind]int{}
+	steps := Plan(mirrorSeed, defaultDuration, topology(leaseTTL, Mirror))
+	lossy := false // a provider killed while its standby's replication is cut
+	for _, s := range steps {
+		seen[s.Kind]++
+		for _, o := range steps {
+			lossy = lossy || s.Kind == ProviderKill && o.Kind == ReplicationCut && o.At < s.At && o.At+o.For > s.At
+		}
+	}
+	if !lossy {
+		t.Errorf("seed %d: no provider kill during a replication cut", mirrorSeed)
+	}
+	for _, k := range KindsOf(Mirror) {
+		if seen[k] == 0 && k != SlowDir {
+			t.Errorf("the mirror %v schedule (seed %d) has no %s", defaultDuration, mirrorSeed, k)
+		}
+	}
+	if seen[ProviderKill] == 0 || seen[Switch] == 0 {
+		t.Errorf("seed %d: %d provider kills, %d switches", mirrorSeed, seen[ProviderKill], seen[Switch])
 	}
 }

@@ -214,13 +214,21 @@ var ownerRemoving = map[Kind]bool{Kill9: true, Stop: true, Term: true, BlackHole
 
 // checkAvailability: invariant 4, in two parts over the directory samples
 // and the committed writes. (a) Every orphan interval of a set — no owner,
-// or an owner without a lease — while the directory is up and some agent is
-// live, is shorter than TTL + 3 s; it ends at the commit that gave the set
-// its next owner (between the last orphaned sample and the first good one),
-// so the sampling period does not count against the swarm. (b) For each
-// fault that removes an owner and lasts past TTL + 3 s, each set the target
-// owned when it began is committed to, or seen with, another live agent by
-// then. Faults during a directory fault are excused.
+// or an owner without a lease — while the directory is up and writable and
+// some agent is live, is shorter than TTL + 3 s; it ends at the commit that
+// gave the set its next owner (between the last orphaned sample and the
+// first good one), so the sampling period does not count against the swarm.
+// (b) For each fault that removes an owner and lasts past TTL + 3 s, each
+// set the target owned when it began is committed to, or seen with, another
+// live agent by then. Faults during a directory fault are excused.
+//
+// A directory fault is a slapd fault (kill, outage, slow directory) or an
+// interval of h.Unwritable (a MirrorMode provider killed until the frontend
+// switched, a switch), each with one TTL after it: the agents fence without
+// the directory and re-register after it returns, and after a switch they
+// hold one TTL on purpose (README "Replicated directory"). In (a) a sample
+// whose period since the previous sample overlaps an Unwritable interval
+// restarts a set's clock, as a failed sample does.
 func checkAvailability(h *History) Result {
 	r := Result{Name: CheckAvailability}
 	bound := h.TTL + 3*time.Second + Slack
@@ -238,9 +246,12 @@ func checkAvailability(h *History) Result {
 					rel(h, op.since), rel(h, end), end.Sub(op.since).Seconds(), len(s.Live))})
 		}
 	}
+	var prev time.Time
 	for i := range h.Samples {
 		s := &h.Samples[i]
-		if !s.OK || len(s.Live) == 0 {
+		from := prev
+		prev = s.At
+		if !s.OK || len(s.Live) == 0 || h.unwritableIn(from, s.At) {
 			for set := range orphan {
 				orphan[set] = open{} // restart the clock when the directory is back
 			}
@@ -360,9 +371,30 @@ func (h *History) serviceDN(name string, s *Sample) string {
 	return ""
 }
 
+// slapdKinds are the faults of the directory server itself: the fault's
+// whole span is a directory fault. (ProviderKill and Switch last until the
+// killed provider returns as the standby; only their Unwritable part is.)
+var slapdKinds = map[Kind]bool{SlapdKill: true, SlapdDown: true, SlowDir: true}
+
 func (h *History) directoryFault(from, to time.Time) bool {
 	for _, f := range h.Faults {
-		if directoryKinds[f.Kind] && f.Start.Before(to) && f.End.Add(h.TTL).After(from) {
+		if slapdKinds[f.Kind] && f.Start.Before(to) && f.End.Add(h.TTL).After(from) {
+			return true
+		}
+	}
+	for _, u := range h.Unwritable {
+		if u.Start.Before(to) && u.End.Add(h.TTL).After(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// unwritableIn reports whether an Unwritable interval overlaps (from, to]
+// (the time since the previous sample: a switch may take no time at all).
+func (h *History) unwritableIn(from, to time.Time) bool {
+	for _, u := range h.Unwritable {
+		if !u.Start.After(to) && u.End.After(from) {
 			return true
 		}
 	}

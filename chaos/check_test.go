@@ -161,7 +161,7 @@ func TestCheckFindsPlantedViolations(t *testing.T) {
 			}
 			var out bytes.Buffer
 			Report(&out, h, results)
-			for _, want := range []string{"seed 42", "VIOLATION " + tc.check, "CHAOS_SEED=42 CHAOS_DURATION=30s"} {
+			for _, want := range []string{"seed 42", "VIOLATION " + tc.check, "CHAOS_SEED=42 CHAOS_DURATION=30s CHAOS_TOPOLOGY=single"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("report lacks %q:\n%s", want, out.String())
 				}
@@ -216,5 +216,156 @@ func TestCheckExcusesAProcessThatGaveWay(t *testing.T) {
 	}
 	if !found {
 		t.Error("an exit with status 1 was excused")
+	}
+}
+
+// A MirrorMode provider killed at +4s, the frontend switching to the other
+// at +5s, the killed one back as the standby at +11s: no writable directory
+// from +4s to +5s (Unwritable), and the agents hold one TTL after the
+// switch on purpose. A fault that removes an owner within that window plus
+// one TTL is excused by check 4, as one during a slapd outage is; one whose
+// bound lies past it is held to it, although the ProviderKill fault itself
+// lasts until +11s.
+func TestCheckExcusesTheUnwritableWindowOfASwitch(t *testing.T) {
+	mirror := func(h *History) {
+		h.Topology = Mirror
+		h.Faults = append(h.Faults, Fault{Kind: ProviderKill, Start: at(4), End: at(11)})
+		h.Unwritable = append(h.Unwritable, Interval{Start: at(4), End: at(5), Why: "provider-kill-9 until the switch"})
+	}
+	// tcs-a's sets stay with it (its lease lingers) from +5s to +12s.
+	kept := func(h *History) {
+		h.Commits = slices.DeleteFunc(h.Commits, func(c Commit) bool { return c.Seq == "05" })
+		for i := range h.Samples {
+			if s := &h.Samples[i]; !s.At.Before(at(5)) && s.At.Before(at(12)) {
+				s.Live[dnA] = true
+				s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "optimal"}
+			}
+		}
+	}
+	violations := func(h *History) []Violation {
+		for _, r := range Check(h) {
+			if r.Name == CheckAvailability {
+				return r.Violations
+			}
+		}
+		return nil
+	}
+
+	h := cleanHistory() // tcs-a killed at +3s: its bound +8s falls in [+4s, +5s+TTL]
+	mirror(h)
+	kept(h)
+	if v := violations(h); len(v) > 0 {
+		t.Errorf("a kill overlapping the switch was not excused: %v", v)
+	}
+
+	h = cleanHistory() // the same kill and switch, tcs-a killed at +7.5s instead: bound +12.5s > +5s+TTL
+	mirror(h)
+	h.Faults[0] = Fault{Kind: Kill9, Target: "tcs-a", Start: at(7.5), End: at(14)}
+	h.Processes[0].End = at(7.5)
+	h.Processes[1].Start = at(14)
+	h.Commits = slices.DeleteFunc(h.Commits, func(c Commit) bool { return c.Seq == "05" })
+	for i := range h.Samples {
+		if s := &h.Samples[i]; !s.At.Before(at(5)) && s.At.Before(at(14)) {
+			s.Live[dnA] = true
+			s.Sets["s1"] = Owning{Owner: dnA, Epoch: 1, State: "optimal"}
+		}
+	}
+	if v := violations(h); len(v) == 0 {
+		t.Error("a dead agent's sets kept past TTL+3s after the switch's window were excused (the ProviderKill fault lasts until +11s)")
+	}
+}
+
+// In check 4(a) a set's orphan clock restarts after an Unwritable interval,
+// as after a failed sample; an orphan that then lasts past TTL + 3 s is
+// still a violation.
+func TestCheckRestartsTheOrphanClockAfterAnUnwritableInterval(t *testing.T) {
+	orphan := func(h *History, from, to float64) {
+		for i := range h.Samples {
+			if s := &h.Samples[i]; !s.At.Before(at(from)) && s.At.Before(at(to)) {
+				s.Sets["s2"] = Owning{Owner: "", Epoch: 1, State: "orphaned"}
+			}
+		}
+	}
+	count := func(h *History) int {
+		for _, r := range Check(h) {
+			if r.Name == CheckAvailability {
+				return len(r.Violations)
+			}
+		}
+		return -1
+	}
+	h := cleanHistory()
+	orphan(h, 14, 22) // 8 s > TTL+3s+slack: a violation
+	if n := count(h); n == 0 {
+		t.Fatal("an 8 s orphan was not caught")
+	}
+	h.Unwritable = []Interval{{Start: at(16), End: at(17.2), Why: "switch"}}
+	if n := count(h); n != 0 {
+		t.Errorf("an orphan of 2 s before and 4.8 s after an unwritable interval was not excused: %d violations", n)
+	}
+	h = cleanHistory()
+	orphan(h, 14, 25) // 7.8 s after the interval
+	h.Unwritable = []Interval{{Start: at(16), End: at(17.2), Why: "switch"}}
+	if n := count(h); n == 0 {
+		t.Error("an orphan of 7.8 s after an unwritable interval was excused")
+	}
+}
+
+// MergeCommits keeps each write once, from the log of the provider that
+// took it (the server ID in its CSN), and keeps a write that never
+// replicated; check 1 over the merged history catches an epoch committed
+// to two owners on the two providers (a lost write's epoch reused).
+func TestMergeCommitsOfAMirrorPair(t *testing.T) {
+	csn := func(sec float64, sid string) string {
+		return at(sec).Format("20060102150405.000000Z") + "#000000#" + sid + "#000000"
+	}
+	c := func(sec float64, set, owner string, epoch int64, sid, server string) Commit {
+		return Commit{At: at(sec), Seq: at(sec).Format("20060102150405.000000Z"), Set: set, Type: "modify",
+			Owner: owner, Epoch: epoch, CSN: csn(sec, sid), Server: server}
+	}
+	logs := map[string][]Commit{
+		"001": {
+			c(1, "s1", dnA, 1, "001", "p1"),
+			c(2, "s1", dnB, 2, "001", "p1"), // acknowledged by p1, lost in the kill
+			c(6, "s1", dnA, 1<<21, "002", "p1"),
+			c(3, "s2", dnB, 4, "001", "p1"), // superseded by the next before p2 had it
+			c(4, "s2", dnA, 5, "001", "p1"),
+			c(9, "s1", dnB, 1<<21+1, "001", "p1"),
+		},
+		"002": {
+			c(1, "s1", dnA, 1, "001", "p2"), // replicated from p1
+			c(6, "s1", dnA, 1<<21, "002", "p2"),
+			{At: at(8), Seq: at(8).Format("20060102150405.000000Z"), Set: "s2", Type: "modify", Owner: dnA, Epoch: 5,
+				CSN: csn(4, "001"), Server: "p2"}, // p1's last write of s2, by a refresh at +8s
+			c(9, "s1", dnB, 1<<21+1, "001", "p2"), // p1, back and active again, writes s1
+			{At: at(7), Seq: "d", Set: "s9", Type: "delete", Server: "p2"},
+		},
+	}
+	logs["001"] = append(logs["001"], Commit{At: at(7), Seq: "d", Set: "s9", Type: "delete", Server: "p1"})
+	got := MergeCommits(logs)
+	var desc []string
+	for _, g := range got {
+		desc = append(desc, g.Set+"@"+g.Server+"/"+g.Type)
+	}
+	want := []string{"s1@p1/modify", "s1@p1/modify", "s2@p1/modify", "s2@p1/modify", "s1@p2/modify", "s9@p1/delete", "s1@p1/modify"}
+	if !slices.Equal(desc, want) {
+		t.Fatalf("merged %v, want %v", desc, want)
+	}
+	if got[0].Replicated.IsZero() || !got[1].Replicated.IsZero() {
+		t.Errorf("replicated: %v (want set) and %v (want zero: the lost write, though p1 writes s1 again later)", got[0].Replicated, got[1].Replicated)
+	}
+	if !got[2].Replicated.Equal(at(8)) || !got[3].Replicated.Equal(at(8)) {
+		t.Errorf("s2's writes reached p2 at %v and %v, want both at +8s (a refresh carries the latest)", got[2].Replicated, got[3].Replicated)
+	}
+	h := &History{Commits: got}
+	if r := checkEpochs(h); len(r.Violations) != 0 || r.Checked != 6 {
+		t.Errorf("check 1 over the merged log: %d checked, %v", r.Checked, r.Violations)
+	}
+	// An agent that never saw the switch writes epoch 2 again on p2, to
+	// another owner: the lost write's epoch reused.
+	logs["002"] = append(logs["002"], c(5, "s1", dnA, 2, "002", "p2"))
+	h = &History{Commits: MergeCommits(logs)}
+	if r := checkEpochs(h); len(r.Violations) != 1 || !strings.Contains(r.Violations[0].Detail, "two owners") {
+		t.Errorf("check 1 missed a lost epoch reused on the other provider: %v", r.Violations)
 	}
 }

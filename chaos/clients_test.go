@@ -150,14 +150,15 @@ func shortErr(err error) string {
 	return err.Error()
 }
 
-// sampler reads the whole directory (not through any proxy) every period
+// sampler reads the whole directory (not through any agent's proxy; the
+// provider, or a MirrorMode pair through its frontend) every period
 // until ctx ends, recording owners, epochs, live leases and each set's
 // placement state.
 func (c *cluster) sampler(ctx context.Context, rec *recorder, period time.Duration, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d, err := ldapdir.Open(ldapdir.Config{URL: c.srv.URL, BaseDN: c.srv.BaseDN, BindDN: c.srv.BindDN,
+		d, err := ldapdir.Open(ldapdir.Config{URL: c.dirURL, BaseDN: c.srv.BaseDN, BindDN: c.srv.BindDN,
 			BindPassword: c.srv.Password, Timeout: 3 * time.Second})
 		if err != nil {
 			rec.note("sampler: " + err.Error())

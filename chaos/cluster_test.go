@@ -42,9 +42,13 @@ const (
 // agentName is the name of the i-th agent of location l.
 func agentName(l location, i int) string { return fmt.Sprintf("tcs-%s-%d", strings.ToLower(l.name), i) }
 
-// topology is what the schedule picks from: every agent, every location.
-func topology(ttl time.Duration) Topology {
-	topo := Topology{TTL: ttl}
+// topology is what the schedule picks from: every agent, every location,
+// the read replicas of the Consumers topology.
+func topology(ttl time.Duration, dir string) Topology {
+	topo := Topology{TTL: ttl, Directory: dir}
+	if dir == Consumers {
+		topo.Consumers = consumerNames
+	}
 	for _, l := range locations {
 		topo.Locations = append(topo.Locations, l.name)
 		for i := 1; i <= l.agents; i++ {
@@ -54,14 +58,23 @@ func topology(ttl time.Duration) Topology {
 	return topo
 }
 
-// cluster is slapd, one faultproxy per agent, and the agent processes.
+// cluster is the directory (one slapd, or a replicated topology: see
+// replicated_test.go), one faultproxy per agent and directory address, and
+// the agent processes.
 type cluster struct {
 	t   *testing.T
-	srv *ldaptest.Server
+	srv *ldaptest.Server // the server the run loads: the provider, or the first of a MirrorMode pair
 	bin string
 	dir string // work dir: configs, logs, report
 	ttl time.Duration
 	rec *recorder
+
+	topology string
+	// dirURL is where the agents' writes, the sampler and the harness's
+	// own writes go: srv, or the MirrorMode frontend.
+	dirURL    string
+	consumers []*consumer // Consumers topology
+	pair      *mirrorPair // Mirror topology
 
 	mu      sync.Mutex
 	agents  map[string]*agent
@@ -73,14 +86,17 @@ type cluster struct {
 type agent struct {
 	name, location string
 	port, dupPort  int
-	proxy          *faultproxy.Proxy
-	config         string
-	dupConfig      string
-	cur            *proc // nil while down
-	dup            *proc
-	n, dupN        int
-	faulted        int       // faults on this agent now
-	hot            time.Time // when the last one began or healed
+	// proxies are the agent's ways to the directory: the first to the
+	// provider (url), then one per read replica (read_urls). A fault on the
+	// agent applies to all of them.
+	proxies   []*faultproxy.Proxy
+	config    string
+	dupConfig string
+	cur       *proc // nil while down
+	dup       *proc
+	n, dupN   int
+	faulted   int       // faults on this agent now
+	hot       time.Time // when the last one began or healed
 }
 
 // proc is one running tcs-agent process.
@@ -91,46 +107,99 @@ type proc struct {
 	done chan struct{}
 }
 
-func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder) *cluster {
+func newCluster(t *testing.T, dir string, ttl time.Duration, rec *recorder, topology string) *cluster {
 	t.Helper()
 	t.Setenv("TCS_KEEP_SLAPD", "1") // keep slapd's data dir when the run fails
-	c := &cluster{t: t, dir: dir, ttl: ttl, rec: rec, agents: map[string]*agent{}, allSets: map[string]string{}}
+	c := &cluster{t: t, dir: dir, ttl: ttl, rec: rec, topology: topology, agents: map[string]*agent{}, allSets: map[string]string{}}
 	c.bin = filepath.Join(dir, "tcs-agent")
 	build := exec.Command("go", "build", "-o", c.bin, "tcs/cmd/tcs-agent")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("chaos: cannot build tcs-agent: %v\n%s", err, out)
 	}
-	c.srv = ldaptest.Start(t)
+	var standby *ldaptest.Server
+	var links map[string]*faultproxy.Proxy
+	if topology == Mirror {
+		c.srv, standby, links = startMirror(t)
+	} else {
+		c.srv = ldaptest.Start(t)
+	}
+	c.dirURL = c.srv.URL
 	t.Logf("chaos: slapd at %s, data in %s", c.srv.URL, c.srv.Dir)
 	ldif := filepath.Join(dir, "data.ldif")
 	if err := os.WriteFile(ldif, []byte(c.dataLDIF()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.srv.Load(ldif)
+	accounts := map[string]ldaptest.Account{}
+	for _, l := range locations {
+		for i := 1; i <= l.agents; i++ {
+			name := agentName(l, i)
+			accounts[name] = c.srv.AddAgent(name) // least privilege, as every agent runs
+		}
+	}
+	switch topology { // after the data and accounts: the replicas start with them
+	case Consumers:
+		c.startConsumers(t)
+	case Mirror:
+		c.startPair(t, standby, links)
+	}
+	n := 0
 	for _, l := range locations {
 		for i := 1; i <= l.agents; i++ {
 			name := agentName(l, i)
 			a := &agent{name: name, location: l.name}
 			var err error
-			if a.proxy, err = faultproxy.New(c.srv.URL); err != nil {
-				t.Fatal(err)
+			targets := []string{c.dirURL}
+			for j := range c.consumers { // varied order: agent n reads from replica n mod 2 first
+				targets = append(targets, c.consumers[(n+j)%len(c.consumers)].srv.URL)
 			}
-			t.Cleanup(func() { a.proxy.Close() })
+			n++
+			for _, target := range targets {
+				p, err := faultproxy.New(target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				a.proxies = append(a.proxies, p)
+			}
+			var reads []string
+			for _, p := range a.proxies[1:] {
+				reads = append(reads, p.URL())
+			}
 			if a.port, err = ldaptest.FreePort(); err != nil {
 				t.Fatal(err)
 			}
 			if a.dupPort, err = ldaptest.FreePort(); err != nil {
 				t.Fatal(err)
 			}
-			acct := c.srv.AddAgent(name) // least privilege, as every agent runs
-			a.config = c.writeConfig(name, l.name, a.port, a.proxy.URL(), acct, "")
-			a.dupConfig = c.writeConfig(name, l.name, a.dupPort, a.proxy.URL(), acct, "-dup")
+			acct := accounts[name]
+			a.config = c.writeConfig(name, l.name, a.port, a.proxies[0].URL(), reads, acct, "")
+			a.dupConfig = c.writeConfig(name, l.name, a.dupPort, a.proxies[0].URL(), reads, acct, "-dup")
 			c.agents[name] = a
 			c.order = append(c.order, name)
 		}
 	}
 	t.Cleanup(c.stopAll)
 	return c
+}
+
+// rules applies a fault to every proxy of a (its writes and its reads) and
+// returns what removes it.
+func (a *agent) rules(f func(*faultproxy.Proxy) *faultproxy.Rule) rules {
+	var out rules
+	for _, p := range a.proxies {
+		out = append(out, f(p))
+	}
+	return out
+}
+
+// rules are fault rules removed together.
+type rules []*faultproxy.Rule
+
+func (rs rules) Remove() {
+	for _, r := range rs {
+		r.Remove()
+	}
 }
 
 // dataLDIF is the locations, their systems and the sets.
@@ -165,8 +234,16 @@ func (c *cluster) setAttrs(loc string, i int) SetAttrs {
 	}
 }
 
-func (c *cluster) writeConfig(name, loc string, port int, url string, acct ldaptest.Account, suffix string) string {
+func (c *cluster) writeConfig(name, loc string, port int, url string, reads []string, acct ldaptest.Account, suffix string) string {
 	path := filepath.Join(c.dir, name+suffix+".toml")
+	readURLs := ""
+	if len(reads) > 0 {
+		readURLs = fmt.Sprintf("read_urls = [%q", reads[0])
+		for _, r := range reads[1:] {
+			readURLs += fmt.Sprintf(", %q", r)
+		}
+		readURLs += "]\n"
+	}
 	cfg := fmt.Sprintf(`[service]
 name = %q
 location = %q
@@ -175,14 +252,14 @@ advertise = "http://127.0.0.1:%d"
 
 [directory]
 url = %q
-base_dn = %q
+%sbase_dn = %q
 bind_dn = %q
 bind_password_file = %q
 lease_ttl = "%ds"
 
 [log]
 level = "info"
-`, name, loc, port, port, url, c.srv.BaseDN, acct.DN, acct.PasswordFile, int(c.ttl/time.Second))
+`, name, loc, port, port, url, readURLs, c.srv.BaseDN, acct.DN, acct.PasswordFile, int(c.ttl/time.Second))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
@@ -282,14 +359,20 @@ func (c *cluster) stopAll() {
 	}
 }
 
-// admin runs f on a fresh connection to slapd (not through any proxy),
-// retrying for up to 20 s while the directory is down.
+// admin runs f on a fresh connection to the directory (not through any
+// agent's proxy; in a MirrorMode pair through the frontend), retrying for up
+// to 20 s while the directory is down.
 func (c *cluster) admin(what string, f func(*ldap.Conn) error) error {
+	return c.adminAt(c.dirURL, what, f)
+}
+
+// adminAt is admin on the server at url.
+func (c *cluster) adminAt(url, what string, f func(*ldap.Conn) error) error {
 	deadline := time.Now().Add(20 * time.Second)
 	var err error
 	for {
 		err = func() error {
-			conn, err := ldap.DialURL(c.srv.URL, ldap.DialWithDialer(&netDialer))
+			conn, err := ldap.DialURL(url, ldap.DialWithDialer(&netDialer))
 			if err != nil {
 				return err
 			}
@@ -328,15 +411,71 @@ func (c *cluster) finalSets() (map[string]SetAttrs, error) {
 	return out, err
 }
 
-// commits reads the accesslog back.
+// commits reads the accesslog back: of the server, or the provider (read
+// replicas take no writes and keep no log), or both providers of a
+// MirrorMode pair, merged (MergeCommits).
 func (c *cluster) commits() ([]Commit, error) {
-	var out []Commit
-	err := c.admin("read the accesslog", func(conn *ldap.Conn) error {
-		var err error
-		out, err = ReadCommits(conn, "ou=smartsets,"+c.srv.BaseDN)
-		return err
-	})
-	return out, err
+	read := func(srv *ldaptest.Server) ([]Commit, error) {
+		var out []Commit
+		err := c.adminAt(srv.URL, "read the accesslog of "+srv.URL, func(conn *ldap.Conn) error {
+			var err error
+			out, err = ReadCommits(conn, "ou=smartsets,"+c.srv.BaseDN)
+			return err
+		})
+		for i := range out {
+			out[i].Server = srv.URL
+		}
+		return out, err
+	}
+	if c.pair == nil {
+		return read(c.srv)
+	}
+	// Let replication finish (both ways), so that what one provider's log
+	// lacks was lost, not late.
+	a, b := c.pair.servers[0].srv, c.pair.servers[1].srv
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ab, _ := a.CaughtUp(b)
+		ba, _ := b.CaughtUp(a)
+		if ab && ba {
+			break
+		}
+	}
+	logs := map[string][]Commit{}
+	for _, p := range c.pair.servers {
+		cs, err := read(p.srv)
+		if err != nil {
+			return nil, err
+		}
+		logs[p.sid] = cs
+	}
+	return MergeCommits(logs), nil
+}
+
+// saveSlapdLogs writes what every slapd of the run printed since it last
+// started (an abort's message, say) into the run's folder, slapd-*.log.
+func (c *cluster) saveSlapdLogs() {
+	save := func(name string, s *ldaptest.Server) {
+		os.WriteFile(filepath.Join(c.dir, "slapd-"+name+".log"), []byte(s.Log()), 0o600)
+	}
+	save("provider-1", c.srv)
+	for _, cs := range c.consumers {
+		save(cs.name, cs.srv)
+	}
+	if c.pair != nil {
+		save("provider-2", c.pair.servers[1].srv)
+	}
+}
+
+// dataDirs names the data folders of every slapd of the run.
+func (c *cluster) dataDirs() string {
+	dirs := c.srv.Dir
+	for _, cs := range c.consumers {
+		dirs += ", " + cs.srv.Dir
+	}
+	if c.pair != nil {
+		dirs += ", " + c.pair.servers[1].srv.Dir
+	}
+	return dirs
 }
 
 // logTail returns the last n lines of every agent log, for a failure report.

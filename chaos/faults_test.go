@@ -53,66 +53,80 @@ func (c *cluster) inject(start time.Time, s Step) {
 			c.end(d, syscall.SIGTERM)
 		}
 		c.ensure(a)
-	case SlapdKill:
-		c.srv.Kill()
+	case SlapdKill: // the provider; in a MirrorMode pair the active one
+		srv := c.provider()
+		srv.Kill()
 		heal()
-		c.srv.Start()
+		srv.Start()
 	case SlapdDown:
-		c.srv.Stop()
+		srv := c.provider()
+		srv.Stop()
 		heal()
-		c.srv.Start()
+		srv.Start()
 	case BlackHole:
-		p := c.agents[s.Target].proxy
-		r := p.BlackHole(faultproxy.All, faultproxy.Both)
+		a := c.agents[s.Target]
+		r := a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.BlackHole(faultproxy.All, faultproxy.Both) })
 		heal()
 		r.Remove()
 		// The connections that lost messages end as TCP would end them.
-		p.Reset(faultproxy.All).Remove()
+		a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Reset(faultproxy.All) }).Remove()
 	case Reset:
-		r := c.agents[s.Target].proxy.Reset(faultproxy.All)
+		r := c.agents[s.Target].rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Reset(faultproxy.All) })
 		heal()
 		r.Remove()
 	case Delay:
-		r := c.agents[s.Target].proxy.Delay(faultproxy.All, faultproxy.Both, s.By)
+		r := c.agents[s.Target].rules(func(p *faultproxy.Proxy) *faultproxy.Rule {
+			return p.Delay(faultproxy.All, faultproxy.Both, s.By)
+		})
 		heal()
 		r.Remove()
 	case FreezeWatch:
-		r := c.agents[s.Target].proxy.Freeze(faultproxy.Watch, faultproxy.Both)
+		r := c.agents[s.Target].rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Freeze(faultproxy.Watch, faultproxy.Both) })
 		heal()
 		r.Remove()
 	case FreezeLease:
-		r := c.agents[s.Target].proxy.Freeze(faultproxy.Lease, faultproxy.Both)
+		r := c.agents[s.Target].rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Freeze(faultproxy.Lease, faultproxy.Both) })
 		heal()
 		r.Remove()
 	case HoldRefresh:
-		r := c.agents[s.Target].proxy.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
+		r := c.agents[s.Target].rules(func(p *faultproxy.Proxy) *faultproxy.Rule {
+			return p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
+		})
 		heal()
 		r.Remove()
 	case StuckWatch:
-		p := c.agents[s.Target].proxy
-		w := p.Freeze(faultproxy.Watch, faultproxy.Both)
-		l := p.Freeze(faultproxy.Lease, faultproxy.Both)
+		a := c.agents[s.Target]
+		w := a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Freeze(faultproxy.Watch, faultproxy.Both) })
+		l := a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Freeze(faultproxy.Lease, faultproxy.Both) })
 		heal()
 		l.Remove()
 		c.rec.say("%s: lease connection released, watch still frozen for %.1fs", s.Target, s.By.Seconds())
 		time.Sleep(s.By)
 		w.Remove()
 	case LateRefresh:
-		p := c.agents[s.Target].proxy
-		w := p.Freeze(faultproxy.Watch, faultproxy.Both)
-		h := p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
+		a := c.agents[s.Target]
+		w := a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule { return p.Freeze(faultproxy.Watch, faultproxy.Both) })
+		h := a.rules(func(p *faultproxy.Proxy) *faultproxy.Rule {
+			return p.HoldReplies(faultproxy.Lease, faultproxy.Refresh, s.By)
+		})
 		heal()
 		h.Remove()
 		w.Remove()
 	case SlowDir:
-		var rules []*faultproxy.Rule
+		var all rules
 		for _, name := range c.order {
-			rules = append(rules, c.agents[name].proxy.Delay(faultproxy.All, faultproxy.ToServer, s.By))
+			all = append(all, c.agents[name].rules(func(p *faultproxy.Proxy) *faultproxy.Rule {
+				return p.Delay(faultproxy.All, faultproxy.ToServer, s.By)
+			})...)
 		}
 		heal()
-		for _, r := range rules {
-			r.Remove()
-		}
+		all.Remove()
+	case ConsumerKill, ConsumerLag, ConsumerStall:
+		f.Note = c.injectConsumer(s)
+	case ProviderKill, Switch:
+		f.Note = c.injectMirror(s, f.Start)
+	case ReplicationCut:
+		f.Note = c.cutReplication(s)
 	case MoveLoc:
 		orig := ""
 		for _, l := range locations {

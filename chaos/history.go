@@ -9,6 +9,7 @@ import (
 type History struct {
 	Seed     int64
 	Duration time.Duration // the schedule's length (CHAOS_DURATION)
+	Topology string        // the directory's topology (CHAOS_TOPOLOGY): Single, Consumers, Mirror
 	TTL      time.Duration
 	Start    time.Time // the schedule's time zero
 	End      time.Time // when recording stopped
@@ -18,6 +19,11 @@ type History struct {
 	Reads     []Read
 	Samples   []Sample // the directory as a watcher saw it, in time order
 	Commits   []Commit // committed writes to sets, from the accesslog, in commit order
+	// Unwritable are the intervals in which the agents' directory address
+	// reached no provider that takes writes, beyond the slapd faults
+	// themselves: in a MirrorMode pair, from a provider's kill (or the start
+	// of a switch) until the frontend sent clients to the other one.
+	Unwritable []Interval
 
 	// Expected is what every set should hold at the end apart from
 	// ownership (the sets the run loaded or added and did not delete);
@@ -103,6 +109,24 @@ type Commit struct {
 	Owner string // the new owner DN, lower case, "" when cleared
 	Epoch int64  // the new tcsEpoch (0 when the write had none)
 	By    string // reqAuthzID
+	// CSN is the write's entryCSN ("" when the record holds none, e.g. a
+	// delete); its third field is the server ID of the provider that took
+	// the write (000 without replication).
+	CSN string
+	// Server is the provider whose accesslog held the record (a URL; ""
+	// with one server).
+	Server string
+	// Replicated is when the other provider of a MirrorMode pair had the
+	// write (logged it, or a later write of the set by the same provider:
+	// a refresh carries only an entry's latest state); zero when it never
+	// did (MergeCommits): a lost write.
+	Replicated time.Time
+}
+
+// Interval is a span of the run with what it was.
+type Interval struct {
+	Start, End time.Time
+	Why        string
 }
 
 // SetAttrs are a set's attributes apart from ownership.

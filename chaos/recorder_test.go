@@ -15,8 +15,8 @@ type recorder struct {
 	logf     func(format string, args ...any)
 }
 
-func newRecorder(seed int64, dur, ttl time.Duration, timeline *os.File, logf func(string, ...any)) *recorder {
-	return &recorder{h: History{Seed: seed, Duration: dur, TTL: ttl, Expected: map[string]SetAttrs{}, Deleted: map[string]bool{}},
+func newRecorder(seed int64, dur, ttl time.Duration, topology string, timeline *os.File, logf func(string, ...any)) *recorder {
+	return &recorder{h: History{Seed: seed, Duration: dur, Topology: topology, TTL: ttl, Expected: map[string]SetAttrs{}, Deleted: map[string]bool{}},
 		timeline: timeline, logf: logf}
 }
 
@@ -85,6 +85,12 @@ func (r *recorder) note(s string) { r.say("note: %s", s) }
 func (r *recorder) fault(f Fault) {
 	r.mu.Lock()
 	r.h.Faults = append(r.h.Faults, f)
+	r.mu.Unlock()
+}
+
+func (r *recorder) unwritable(u Interval) {
+	r.mu.Lock()
+	r.h.Unwritable = append(r.h.Unwritable, u)
 	r.mu.Unlock()
 }
 

@@ -54,15 +54,19 @@ func Avail(h *History) Availability {
 // Report writes the closing table: faults by kind, checks with counts and
 // violations, availability; then each violation with its set's excerpt.
 func Report(w io.Writer, h *History, results []Result) {
-	fmt.Fprintf(w, "\nchaos: seed %d, %.0fs, TTL %v, %d processes, %d reads, %d directory samples, %d committed set writes\n",
-		h.Seed, h.End.Sub(h.Start).Seconds(), h.TTL, len(h.Processes), len(h.Reads), len(h.Samples), len(h.Commits))
+	topo := h.Topology
+	if topo == "" {
+		topo = Single
+	}
+	fmt.Fprintf(w, "\nchaos: seed %d, topology %s, %.0fs, TTL %v, %d processes, %d reads, %d directory samples, %d committed set writes\n",
+		h.Seed, topo, h.End.Sub(h.Start).Seconds(), h.TTL, len(h.Processes), len(h.Reads), len(h.Samples), len(h.Commits))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FAULT\tINJECTED")
 	count := map[Kind]int{}
 	for _, f := range h.Faults {
 		count[f.Kind]++
 	}
-	for _, k := range Kinds {
+	for _, k := range KindsOf(topo) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, count[k])
 	}
 	fmt.Fprintln(tw, "\t")
@@ -76,12 +80,15 @@ func Report(w io.Writer, h *History, results []Result) {
 	a := Avail(h)
 	fmt.Fprintf(w, "availability: %d/%d reads following redirects answered 200 (%.1f%%); %d/%d direct reads answered 200 or 307; %d stale 200s (%d of a fenced agent, ?stale=1)\n",
 		a.Follow200, a.Follow, 100*a.Share(), a.DirectOK, a.Direct, a.Stale, a.Fenced)
+	if topo == Mirror {
+		Replication(w, h)
+	}
 	if total == 0 {
 		fmt.Fprintf(w, "chaos: seed %d: no violations\n", h.Seed)
 		return
 	}
-	fmt.Fprintf(w, "chaos: seed %d: %d violations (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v)\n",
-		h.Seed, total, h.Seed, h.Duration)
+	fmt.Fprintf(w, "chaos: seed %d: %d violations (replay: make chaos CHAOS_SEED=%d CHAOS_DURATION=%v CHAOS_TOPOLOGY=%s)\n",
+		h.Seed, total, h.Seed, h.Duration, topo)
 	shown := map[string]int{}
 	for _, r := range results {
 		for _, v := range r.Violations {
@@ -110,6 +117,11 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 			lines = append(lines, line{f.Start, fmt.Sprintf("fault   %s %s until %s %s", f.Kind, f.Target, rel(h, f.End), f.Note)})
 		}
 	}
+	for _, u := range h.Unwritable {
+		if u.Start.Before(to) && u.End.After(from) {
+			lines = append(lines, line{u.Start, fmt.Sprintf("no writable directory until %s: %s", rel(h, u.End), u.Why)})
+		}
+	}
 	for _, c := range h.Commits {
 		if c.Set != set || !in(c.At) {
 			continue
@@ -118,7 +130,11 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 			lines = append(lines, line{c.At, fmt.Sprintf("commit  modify without an epoch change (a release request) by %s (%s)", c.By, c.Seq)})
 			continue
 		}
-		lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq)})
+		on := ""
+		if c.Server != "" {
+			on = " on " + c.Server
+		}
+		lines = append(lines, line{c.At, fmt.Sprintf("commit  %s owner=%q epoch=%d by %s (%s%s)", c.Type, c.Owner, c.Epoch, c.By, c.Seq, on)})
 	}
 	var prev Owning
 	for _, s := range h.Samples {
@@ -169,5 +185,48 @@ func Excerpt(w io.Writer, h *History, set string, t time.Time) {
 	}
 	for _, l := range lines {
 		fmt.Fprintf(w, "  %s %s\n", rel(h, l.at), strings.TrimSpace(l.text))
+	}
+}
+
+// Replication writes, for a MirrorMode pair, what replication did with the
+// ownership writes (epoch changes): how many each provider took, those its
+// peer never had (lost: the provider was killed before sending them and
+// the peer wrote the set since), and those the peer had only after the
+// frontend had switched away from their provider, with sets and epochs.
+func Replication(w io.Writer, h *History) {
+	took := map[string]int{}
+	var never, late []Commit
+	for _, c := range h.Commits {
+		if c.Epoch == 0 || c.Server == "" {
+			continue
+		}
+		took[c.Server]++
+		if c.Replicated.IsZero() {
+			never = append(never, c)
+			continue
+		}
+		for _, u := range h.Unwritable {
+			if c.At.Before(u.Start) && c.Replicated.After(u.Start) {
+				late = append(late, c)
+				break
+			}
+		}
+	}
+	servers := make([]string, 0, len(took))
+	for s := range took {
+		servers = append(servers, s)
+	}
+	sort.Strings(servers)
+	var parts []string
+	for _, s := range servers {
+		parts = append(parts, fmt.Sprintf("%s %d", s, took[s]))
+	}
+	fmt.Fprintf(w, "replication: ownership writes taken: %s; lost (never reached the other provider): %d; reached it only after a switch away from their provider: %d\n",
+		strings.Join(parts, ", "), len(never), len(late))
+	for _, c := range never {
+		fmt.Fprintf(w, "  lost: %s epoch %d owner %q at %s on %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server)
+	}
+	for _, c := range late {
+		fmt.Fprintf(w, "  late: %s epoch %d owner %q at %s on %s, replicated at %s\n", c.Set, c.Epoch, c.Owner, rel(h, c.At), c.Server, rel(h, c.Replicated))
 	}
 }
