@@ -59,9 +59,15 @@ func BenchmarkSwarm(b *testing.B) {
 	stopWatches()
 	r.add("baseline: modify rate, 8 connections, 3 syncrepl watchers", fmt.Sprintf("%.0f/s", rateW), "", "")
 
-	rateTx := batchRate(b, s, sets, ldapdir.DefaultBatchSize)
-	r.add(fmt.Sprintf("baseline: %d claims in transactions of %d, 1 connection pipelined", sets, ldapdir.DefaultBatchSize),
-		fmt.Sprintf("%.0f/s (%.1f x 1 connection)", rateTx, rateTx/rate1), "", "")
+	// The write path alone in transactions, on a slapd of its own: after
+	// it, slapd 2.5.13 once stopped answering binds for good (README,
+	// Limitations), which took the swarm rows below with it.
+	sTx := newSwarm(b, 3*time.Second)
+	rateTx1 := modifyRate(b, sTx, 2000, 1)
+	rateTx := batchRate(b, sTx, sets, ldapdir.DefaultBatchSize)
+	r.add(fmt.Sprintf("baseline: %d claims in transactions of %d, 1 connection pipelined (own slapd)", sets, ldapdir.DefaultBatchSize),
+		fmt.Sprintf("%.0f/s (%.1f x its 1-connection rate of %.0f/s)", rateTx, rateTx/rateTx1, rateTx1), ">= 5 x", verdict(rateTx/rateTx1 >= 5))
+	sTx.srv.Stop()
 	// The sets, all in Texas.
 	b.Logf("loading %d sets", sets)
 	s.srv.Apply(setsLDIF("big", sets, "Texas"))

@@ -39,7 +39,7 @@ func BenchmarkScale(b *testing.B) {
 	for i := range nLocs {
 		names[i] = fmt.Sprintf("Site%02d", i)
 		fmt.Fprintf(&locs, "dn: cn=%s,ou=locations,dc=example,dc=org\nobjectClass: tcsLocation\ncn: %s\ntcsCoordinates: %.4f,%.4f\n\n",
-			names[i], names[i], -60+float64(i)*12, -170+float64(i)*34)
+			names[i], names[i], -60+float64(i%11)*12, -170+float64(i*34%340))
 	}
 	s.srv.Apply(locs.String())
 	loadStart := time.Now()

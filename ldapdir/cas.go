@@ -51,7 +51,8 @@ func (d *Dir) setOwner(ctx context.Context, what, name string, epoch int64, owne
 	} else {
 		req.Replace("owner", []string{owner})
 	}
-	req.Replace("tcsEpoch", []string{strconv.FormatInt(max(epoch+1, d.track.epochFloor()), 10)})
+	w := Write{Set: smartset.Set{Name: name, Epoch: epoch}, Kind: SetOwner, To: owner, floor: d.track.epochFloor()}
+	req.Replace("tcsEpoch", []string{strconv.FormatInt(w.nextEpoch(), 10)})
 	req.Replace("tcsReleaseRequest", nil)
 	var res *ldap.ModifyResult
 	err = d.do(ctx, fmt.Sprintf("%s %s at epoch %d", what, dn, epoch), func(c *ldap.Conn) error {
