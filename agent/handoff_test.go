@@ -15,9 +15,11 @@ import (
 // over, and a batch's replies are applied once all have come. The chaos run
 // found it (single server, seed 1764700001, 3 minutes): a leaving agent
 // answered 200 at epoch 6 0.4 s after the set's new owner had answered at
-// epoch 7. Here the replies to Texas's modifies are held 2 s while it
-// leaves: once the directory shows a Texas set handed to California, Texas
-// must not serve it at the old epoch.
+// epoch 7. Here Texas's watch is frozen (a leave does not wait for it:
+// the dying agent's watch had just come back from a freeze) and the
+// replies to its modifies are held 2 s while it leaves: once the directory
+// shows a Texas set handed to California, Texas must not serve it at the
+// old epoch.
 func TestNoServingASetWhileHandingItOver(t *testing.T) {
 	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
 	p := proxyTo(t, s)
@@ -25,6 +27,7 @@ func TestNoServingASetWhileHandingItOver(t *testing.T) {
 	startVia(t, s, "tcs-california-1", "California", agentSpec{})
 	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
 
+	p.Freeze(faultproxy.Watch, faultproxy.Both)
 	p.HoldReplies(faultproxy.All, faultproxy.IsOp(faultproxy.OpModify), 2*time.Second)
 	left := make(chan struct{})
 	go func() { tx.stop(); close(left) }()
