@@ -61,12 +61,15 @@ func TestChaos(t *testing.T) {
 }
 
 // TestChaosMirror is the minute of TestChaos on a MirrorMode pair behind a
-// frontend (issue 11): provider kill -9 and switches among the faults of
-// the single server, the same invariants. `make chaos
-// CHAOS_TOPOLOGY=mirror` runs other seeds and lengths.
+// frontend (issue 11), seed 197: a provider kill during a replication cut
+// and a switch among the single server's faults. It is not part of `make
+// test` (README "Replicated directory", "Chaos": a provider that did not
+// come back is still open, and it doubles the chaos package's time); set
+// CHAOS_MIRROR_TEST=1 to run it with go test, or run the same with
+// `make chaos CHAOS_TOPOLOGY=mirror CHAOS_SEED=197 CHAOS_DURATION=60s`.
 func TestChaosMirror(t *testing.T) {
-	if os.Getenv("CHAOS_TOPOLOGY") != "" {
-		t.Skip("CHAOS_TOPOLOGY is set: TestChaos runs that topology")
+	if os.Getenv("CHAOS_MIRROR_TEST") == "" {
+		t.Skip("set CHAOS_MIRROR_TEST=1 (or make chaos CHAOS_TOPOLOGY=mirror CHAOS_SEED=197 CHAOS_DURATION=60s)")
 	}
 	runChaos(t, mirrorSeed, defaultDuration, Mirror)
 }
