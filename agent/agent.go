@@ -347,6 +347,21 @@ func (a *Agent) start(ctx context.Context) error {
 		}
 	}
 	a.log.WithFields(logrus.Fields{"dn": a.selfDN, "location": a.opts.Service.Location, "sets_known": a.knownSets()}).Info("agent registered and watching")
+	a.mu.Lock()
+	l, leftover := a.lease, a.ownsAnyLocked()
+	a.mu.Unlock()
+	if leftover {
+		// Sets a previous process of this name still owns were orphans to
+		// the swarm from the moment its lease entry went: claims of them
+		// may be in flight at the epoch just read. The agent starts fenced
+		// and recover writes them once more before they are served, as
+		// after registering again (loops.go, rewriteOwned).
+		a.fenced.Store(true)
+		a.m.Fenced.Set(1)
+		a.reclaimFor.Store(l)
+		a.recover(ctx, l)
+		return nil
+	}
 	a.ownAll()
 	return nil
 }
@@ -471,6 +486,17 @@ func (a *Agent) fence(why string) {
 		a.m.Fenced.Set(1)
 		a.log.WithField("reason", why).Warn("fenced: acting as owner of nothing until re-registered")
 	}
+}
+
+// ownsAnyLocked reports whether the view says this agent owns a set (a.mu
+// held).
+func (a *Agent) ownsAnyLocked() bool {
+	for _, s := range a.v.snap.Sets {
+		if s.Owner != "" && smartset.SameDN(s.Owner, a.selfDN) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) unfence() {

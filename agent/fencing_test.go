@@ -573,6 +573,47 @@ func TestRegisteringAgainRewritesOwnedSets(t *testing.T) {
 	}
 }
 
+// A process that starts under a name whose previous process died leaving
+// sets (its lease entry expired, nobody claimed them yet) finds them owned
+// by its name at the epoch it reads — the epoch at which every other agent
+// may be claiming them as orphans right now. It writes them once more
+// (epoch + 1) before it serves them, as after registering again: a claim
+// at the epoch it read must lose.
+func TestARestartRewritesTheSetsItsNameLeft(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	left := map[string]int64{}
+	for _, st := range setsOf(snapshot(t, s), "Texas") {
+		s.Apply("dn: " + st.DN + "\nchangetype: modify\nreplace: owner\nowner: " + d.ServiceDN("tcs-texas-1") + "\n-\nreplace: tcsEpoch\ntcsEpoch: 7\n")
+		left[st.Name] = 7
+	}
+	if len(left) == 0 {
+		t.Fatal("no Texas sets in the fixture")
+	}
+	tx := startAgent(t, s, "tcs-texas-1", "Texas")
+	waitFor(t, 15*time.Second, "serving the sets its name left", func() bool {
+		for name := range left {
+			if _, ok := tx.a.Owns(name); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	for name, epoch := range left {
+		if _, err := d.Claim(ctx, name, epoch, d.ServiceDN("tcs-california-1")); !errors.Is(err, ldapdir.ErrConflict) {
+			t.Errorf("%s: an orphan claim at epoch %d while the restarted agent serves it: %v, want a conflict", name, epoch, err)
+		}
+		if got, ok := tx.a.Owns(name); !ok || got != epoch+1 {
+			t.Errorf("%s: served at epoch %d (%v), want %d", name, got, ok, epoch+1)
+		}
+	}
+}
+
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
