@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"tcs/internal/faultproxy"
 	"tcs/internal/ldaptest"
 	"tcs/ldapdir"
 	"tcs/smartset"
@@ -370,6 +371,50 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	if !equalView(v, want) {
 		t.Fatalf("watch view differs from the directory:\n got %v\nwant %v", v, want)
 	}
+}
+
+// A server slower than the stall guard (every message of the watch arrives
+// 1.2 s late, the guard is 500 ms): the refresh is cut as stalled, and each
+// next refresh is given twice the time until one completes. With a fixed
+// bound the watch would start its refresh over forever (a hundred agents
+// starting at once on one slapd did exactly that).
+func TestWatchWaitsForASlowRefresh(t *testing.T) {
+	s := ldaptest.Start(t)
+	for i := range 20 {
+		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
+	}
+	p, err := faultproxy.New(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Delay(faultproxy.Watch, faultproxy.ToClient, 1200*time.Millisecond)
+	d, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	w := d.Watch(ctxT(t, 30*time.Second), ldapdir.WatchSpec{Base: d.SetsDN(), Scope: ldapdir.ScopeOne,
+		Filter: "(objectClass=smartSet)", Attrs: []string{"geoLocation"}, IdleTimeout: 500 * time.Millisecond})
+	defer w.Close()
+	start := time.Now()
+	evs := drain(t, w, 20*time.Second, func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced })
+	if len(evs) == 0 || evs[len(evs)-1].Type != ldapdir.EventSynced {
+		t.Fatalf("the slow refresh never completed; status %+v", w.Status())
+	}
+	v := view{}
+	for _, ev := range evs {
+		v.apply(ev)
+	}
+	if len(v) != 20 {
+		t.Fatalf("synced with %d sets, want 20", len(v))
+	}
+	st := w.Status()
+	if st.Reconnects < 1 {
+		t.Fatalf("the guard never cut the slow refresh (%+v): the test did not test it", st)
+	}
+	t.Logf("synced after %v and %d stalled refreshes (last: %v)", time.Since(start).Round(time.Millisecond), st.Reconnects, st.LastError)
 }
 
 func equalView(a view, b map[string]string) bool {

@@ -82,6 +82,16 @@ type WatchSpec struct {
 	// redialled, resuming from the cookie. 0 = never. Set it only when
 	// changes are known to keep coming (an agent's own lease refreshes show
 	// up on its watch as modifies of its service entry).
+	//
+	// Before a session's refresh is done the server owes nothing on a
+	// schedule: a busy server (a hundred agents starting at once, each
+	// refresh waiting for one of slapd's threads) is silent for as long as
+	// the queue ahead of it. A refresh cut for silence therefore gives the
+	// next refresh twice the time (up to maxRefreshIdle), and a completed
+	// refresh sets it back to IdleTimeout: a dead path is still left after
+	// IdleTimeout, and a slow server is waited for instead of being asked
+	// again from the start, forever. Time the watch spends waiting for its
+	// reader to take an event is not silence.
 	IdleTimeout time.Duration
 }
 
@@ -125,7 +135,20 @@ type Watch struct {
 	switches int
 	present  map[string]bool // UUIDs seen in the current refresh phase
 	backoff  backoff
+	// refreshIdle is the silence allowed before the current session's
+	// refresh is done (see WatchSpec.IdleTimeout).
+	refreshIdle time.Duration
+
+	// The stall guard's clock: when the server last sent something or the
+	// reader last took an event (unix nanoseconds), and whether an event is
+	// waiting for the reader now.
+	progress atomic.Int64
+	emitting atomic.Bool
 }
+
+// maxRefreshIdle bounds how long a refresh may be silent after repeated
+// stalls (WatchSpec.IdleTimeout).
+const maxRefreshIdle = 5 * time.Minute
 
 // Watch starts watching spec until ctx ends or Close is called. Events
 // arrive in order on Events(); the watcher blocks while they are not read.
@@ -146,6 +169,8 @@ func (d *Dir) Watch(ctx context.Context, spec WatchSpec) *Watch {
 		known:    map[string]string{},
 		backoff:  backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
 		switches: d.track.switchCount(),
+
+		refreshIdle: spec.IdleTimeout,
 	}
 	go w.run(ctx)
 	return w
@@ -263,14 +288,18 @@ func (w *Watch) ended(err error, log interface{ Warnf(string, ...any) }) {
 
 // heard records that the server sent something.
 func (w *Watch) heard() {
+	now := time.Now()
+	w.progress.Store(now.UnixNano())
 	w.mu.Lock()
-	w.status.LastMessage = time.Now()
+	w.status.LastMessage = now
 	w.mu.Unlock()
 }
 
-// stallGuard closes conn when no message arrived for IdleTimeout; it stops
-// when ctx ends. stalled reports whether it fired.
-func (w *Watch) stallGuard(ctx context.Context, conn *ldap.Conn) (stalled func() bool) {
+// stallGuard closes conn when the server sent nothing for IdleTimeout, or
+// for refreshIdle while the session's refresh is not done (time spent
+// waiting for the reader does not count); it stops when ctx ends. stalled
+// reports whether it fired.
+func (w *Watch) stallGuard(ctx context.Context, conn *ldap.Conn, refreshIdle time.Duration) (stalled func() bool) {
 	idle := w.spec.IdleTimeout
 	var fired atomic.Bool
 	if idle <= 0 {
@@ -284,7 +313,11 @@ func (w *Watch) stallGuard(ctx context.Context, conn *ldap.Conn) (stalled func()
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if time.Since(w.Status().LastMessage) > idle {
+				limit := idle
+				if !w.Status().Synced {
+					limit = max(idle, refreshIdle)
+				}
+				if !w.emitting.Load() && time.Since(time.Unix(0, w.progress.Load())) > limit {
 					fired.Store(true)
 					conn.Close()
 					return
@@ -303,6 +336,11 @@ func (w *Watch) setStatus(mode string, synced bool) {
 }
 
 func (w *Watch) emit(ctx context.Context, ev Event) bool {
+	w.emitting.Store(true)
+	defer func() {
+		w.progress.Store(time.Now().UnixNano())
+		w.emitting.Store(false)
+	}()
 	select {
 	case w.events <- ev:
 		return true
@@ -319,7 +357,7 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 	req := ldap.NewSearchRequest(w.spec.Base, w.spec.Scope, ldap.NeverDerefAliases, 0, 0, false,
 		w.spec.Filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
 	w.heard() // the session starts: the idle clock starts with it
-	stalled := w.stallGuard(sctx, conn)
+	stalled := w.stallGuard(sctx, conn, w.refreshIdle)
 	w.probe(sctx, conn)
 	resp := conn.Syncrepl(sctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, w.cookie, false)
 	w.present = map[string]bool{}
@@ -347,7 +385,12 @@ func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
 	}
 	err := resp.Err()
 	if stalled() && ctx.Err() == nil {
-		return fmt.Errorf("watch %s: nothing received for %v, connection taken for stalled: %w", w.spec.Base, w.spec.IdleTimeout, ErrUnavailable)
+		quiet := w.spec.IdleTimeout
+		if !w.Status().Synced {
+			quiet = max(quiet, w.refreshIdle)
+			w.refreshIdle = min(2*quiet, max(maxRefreshIdle, w.spec.IdleTimeout))
+		}
+		return fmt.Errorf("watch %s: nothing received for %v, connection taken for stalled: %w", w.spec.Base, quiet, ErrUnavailable)
 	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) {
 		// The server cannot resume from our cookie: reload everything;
@@ -438,6 +481,7 @@ func (w *Watch) onInfo(ctx context.Context, c *ldap.ControlSyncInfo) bool {
 
 func (w *Watch) synced(ctx context.Context) bool {
 	w.setStatus("syncrepl", true)
+	w.refreshIdle = w.spec.IdleTimeout
 	w.backoff.reset()
 	return w.emit(ctx, Event{Type: EventSynced})
 }
