@@ -232,6 +232,9 @@ type Dir struct {
 	retryAt time.Time // no dial before this, after a failed one
 	lastErr error     // why the last dial failed
 
+	bulk      *Dir          // the connection of multi-entry reads (bulkRead), under mu
+	bulkLimit time.Duration // its bound on each operation now, under mu
+
 	batchMu  sync.Mutex // one transaction at a time on the batch connection
 	batch    *Dir       // the batch connection (see batchDir), under mu
 	txnKnown bool       // the root DSE was read: txnOK is the answer
@@ -279,6 +282,9 @@ func (d *Dir) Close() error {
 	}
 	if d.batch != nil {
 		d.batch.Close()
+	}
+	if d.bulk != nil {
+		d.bulk.Close()
 	}
 	return nil
 }
@@ -332,6 +338,10 @@ func (d *Dir) do(ctx context.Context, what string, op func(*ldap.Conn) error) er
 	return translate(what, err)
 }
 
+// errRedialWait marks the error of an operation not tried because a dial
+// failed a moment ago (get).
+var errRedialWait = errors.New("waiting to redial")
+
 // get returns the live connection or dials one. Dials after a failure wait
 // for the backoff so a dead server is not hammered.
 func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
@@ -351,7 +361,7 @@ func (d *Dir) get(ctx context.Context) (*ldap.Conn, error) {
 	// than block the caller: callers retry on their own schedule, and a
 	// lease refresh must never sleep past its deadline.
 	if wait := time.Until(d.retryAt); wait > 0 {
-		return nil, fmt.Errorf("%w (waiting to redial)", d.lastErr)
+		return nil, fmt.Errorf("%w (%w)", d.lastErr, errRedialWait)
 	}
 	c, server, err := d.dial(ctx, d.cfg.Timeout)
 	if err != nil {

@@ -417,6 +417,51 @@ func TestWatchWaitsForASlowRefresh(t *testing.T) {
 	t.Logf("synced after %v and %d stalled refreshes (last: %v)", time.Since(start).Round(time.Millisecond), st.Reconnects, st.LastError)
 }
 
+// A directory slower than the operation bound (every reply 1.5 s late,
+// the bound 1 s): a read of many entries that ran out of time makes the
+// next one wait longer, so a caller that retries gets its answer; a read of
+// one entry keeps the fixed bound. With a fixed bound every read of the sets
+// timed out again, forever (a hundred agents starting at once did that).
+func TestBulkReadsWaitForASlowDirectory(t *testing.T) {
+	s := ldaptest.Start(t)
+	for i := range 20 {
+		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
+	}
+	p, err := faultproxy.New(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Delay(faultproxy.All, faultproxy.ToClient, 1500*time.Millisecond)
+	d, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		Timeout: time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := ctxT(t, 60*time.Second)
+	var sets []smartset.Set
+	attempts := 0
+	for end := time.Now().Add(20 * time.Second); ; {
+		attempts++
+		sets, err = d.Sets(ctx, "")
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the sets were never read (%d attempts): %v", attempts, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(sets) != 20 || attempts < 2 {
+		t.Fatalf("read %d sets at attempt %d: want 20, after at least one that ran out of time", len(sets), attempts)
+	}
+	if _, err := d.Set(ctx, "s00"); err == nil || !errors.Is(err, ldapdir.ErrUnavailable) {
+		t.Fatalf("a single-entry read 1.5 s late with a 1 s bound: %v, want it to run out of time", err)
+	}
+	t.Logf("the sets read at attempt %d", attempts)
+}
+
 func equalView(a view, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

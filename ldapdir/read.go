@@ -4,14 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
 	"tcs/smartset"
 )
 
-// search runs one search on the shared connection and converts the entries.
+// search runs one search and converts the entries: a single entry on the
+// shared connection, a container or a subtree on the bulk connection (see
+// bulkRead).
 func (d *Dir) search(ctx context.Context, base string, scope int, filter string, attrs []string) ([]Entry, error) {
+	if scope != ldap.ScopeBaseObject {
+		return d.bulkRead(ctx, base, scope, filter, attrs)
+	}
+	return d.searchOn(ctx, base, scope, filter, attrs)
+}
+
+// searchOn runs the search on d's connection.
+func (d *Dir) searchOn(ctx context.Context, base string, scope int, filter string, attrs []string) ([]Entry, error) {
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
 	var res *ldap.SearchResult
 	err := d.do(ctx, fmt.Sprintf("search %s %s", base, filter), func(c *ldap.Conn) error {
@@ -27,6 +39,68 @@ func (d *Dir) search(ctx context.Context, base string, scope int, filter string,
 		out = append(out, fromLDAP(e))
 	}
 	return out, nil
+}
+
+// maxReadTimeout bounds how long a multi-entry read may take after others
+// ran out of time (bulkRead).
+const maxReadTimeout = 5 * time.Minute
+
+// bulkRead runs a search that may return many entries on a connection of
+// its own whose bound adapts: a read that ran out of time makes the next
+// one wait twice as long (up to maxReadTimeout), and a read that finished
+// brings the bound halfway back to Config.Timeout. A directory busy with a
+// hundred agents starting at once takes more than 5 s for a search over
+// 100,000 sets; with a fixed bound every agent asked again from the start,
+// forever. Single-entry reads and writes keep the fixed bound on the shared
+// connection, so a dead server still fails them within Timeout.
+func (d *Dir) bulkRead(ctx context.Context, base string, scope int, filter string, attrs []string) ([]Entry, error) {
+	d.mu.Lock()
+	if d.bulk == nil {
+		d.bulk = d.sibling(d.cfg)
+		d.bulk.closed = d.closed
+		d.bulkLimit = d.cfg.Timeout
+	}
+	b := d.bulk
+	d.mu.Unlock()
+	es, err := b.searchOn(ctx, base, scope, filter, attrs)
+	timedOut := isTimeout(err)
+	d.mu.Lock()
+	limit := d.bulkLimit
+	switch {
+	case timedOut:
+		limit = min(2*limit, max(maxReadTimeout, d.cfg.Timeout))
+	case err == nil:
+		limit = max(d.cfg.Timeout, limit/2)
+	}
+	if limit != d.bulkLimit {
+		d.bulkLimit = limit
+		b.setTimeout(limit)
+	}
+	d.mu.Unlock()
+	if timedOut {
+		d.log.WithField("next_bound", limit).Debugf("a read of %s ran out of time; the next gets longer", base)
+	}
+	return es, err
+}
+
+// setTimeout changes the bound of d's operations and dials, from the next
+// operation on.
+func (d *Dir) setTimeout(t time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cfg.Timeout = t
+	if d.conn != nil {
+		d.conn.SetTimeout(t)
+	}
+}
+
+// isTimeout reports whether an operation (or the dial and bind before it)
+// ran out of time, as opposed to a server that refused or a connection that
+// broke: go-ldap's per-request timer ("ldap: connection timed out") and the
+// dialer's ("i/o timeout") are only in the text of the errors ldapdir
+// returns.
+func isTimeout(err error) bool {
+	return err != nil && !errors.Is(err, errRedialWait) && (strings.Contains(err.Error(), "connection timed out") || strings.Contains(err.Error(), "i/o timeout"))
 }
 
 // Set reads one SmartSet by name. ErrNotFound when there is none.

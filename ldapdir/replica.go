@@ -60,11 +60,16 @@ func (d *Dir) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn, st
 // when it has none.
 func (d *Dir) Server() string {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.conn == nil || d.conn.IsClosing() {
-		return ""
+	bulk := d.bulk
+	if d.conn != nil && !d.conn.IsClosing() {
+		defer d.mu.Unlock()
+		return d.server
 	}
-	return d.server
+	d.mu.Unlock()
+	if bulk != nil { // only reads of many entries were made (bulkRead)
+		return bulk.Server()
+	}
+	return ""
 }
 
 // probe keeps a read-side watch with an IdleTimeout from being taken for
