@@ -318,33 +318,24 @@ func (a *Agent) start(ctx context.Context) error {
 	a.watch = w
 	a.mu.Unlock()
 	// The first refresh, then everything else once.
-	for synced := false; !synced; {
-		select {
-		case <-ctx.Done():
-			a.watch.Close()
-			return ctx.Err()
-		case ev, ok := <-a.watch.Events():
-			if !ok {
-				return errors.New("agent: watch ended")
-			}
-			a.mu.Lock()
-			a.applyLocked(ctx, ev)
-			synced = a.v.synced
-			a.mu.Unlock()
-		}
-	}
-	if err := retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx, false) }); err != nil {
+	if err := a.startFollowing(ctx, func() bool { return a.v.synced }, nil); err != nil {
 		a.watch.Close()
 		return err
 	}
-	if a.reads != a.dir {
+	err = a.startFollowing(ctx, nil, func(ctx context.Context) error {
+		return retry(ctx, a.log, "read the sets", func() error { return a.rescan(ctx, false) })
+	})
+	if err == nil && a.reads != a.dir {
 		// A replica's view may predate the registration: what it says this
 		// agent owns is confirmed by the provider first (the view never
 		// steps back, so the replica's older events cannot undo it).
-		if err := retry(ctx, a.log, "read its own sets", func() error { return a.confirmOwned(ctx) }); err != nil {
-			a.watch.Close()
-			return err
-		}
+		err = a.startFollowing(ctx, nil, func(ctx context.Context) error {
+			return retry(ctx, a.log, "read its own sets", func() error { return a.confirmOwned(ctx) })
+		})
+	}
+	if err != nil {
+		a.watch.Close()
+		return err
 	}
 	a.log.WithFields(logrus.Fields{"dn": a.selfDN, "location": a.opts.Service.Location, "sets_known": a.knownSets()}).Info("agent registered and watching")
 	a.mu.Lock()
@@ -393,11 +384,52 @@ func (a *Agent) register(ctx context.Context) error {
 	})
 }
 
+// startFollowing applies the watch's events to the view while the agent
+// starts: until done reports true (a.mu held), or until read returns. The
+// watch is read all along: slapd holds one of its threads on a client that
+// does not read its search results, and a hundred agents starting at once,
+// each reading the sets while its watch went unread, held them all (binds
+// and lease refreshes then waited for minutes).
+func (a *Agent) startFollowing(ctx context.Context, done func() bool, read func(context.Context) error) error {
+	var result chan error
+	if read != nil {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		result = make(chan error, 1)
+		go func() { result <- read(rctx) }()
+		defer func() {
+			cancel()
+			<-result
+		}()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-result:
+			result <- err // for the deferred wait
+			return err
+		case ev, ok := <-a.watch.Events():
+			if !ok {
+				return errors.New("agent: watch ended")
+			}
+			a.mu.Lock()
+			a.applyLocked(ctx, ev)
+			finished := done != nil && done()
+			a.mu.Unlock()
+			if finished {
+				return nil
+			}
+		}
+	}
+}
+
 // rescan reads the sets the watch does not cover (at start and after
 // registering again). Unless full, it skips the locations that have a live
 // agent: their sets are that agent's to claim and keep (this agent's own
-// location is watched anyway), so with agents everywhere an agent reads
-// almost nothing here, however many sets there are.
+// location is watched anyway), and orphans (watched too), so with agents
+// everywhere an agent reads almost nothing here, however many sets there
+// are.
 func (a *Agent) rescan(ctx context.Context, full bool) error {
 	svcs, err := a.dir.Services(ctx)
 	if err != nil && svcs == nil {
@@ -414,7 +446,9 @@ func (a *Agent) rescan(ctx context.Context, full bool) error {
 			}
 		}
 		not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(a.opts.Service.Location) + ")")
-		filter = "(!(|" + not.String() + "))"
+		// Orphans are in the watch too; and (owner=*) is indexed, so at a
+		// start where most sets are orphans slapd reads few entries.
+		filter = "(&(owner=*)(!(|" + not.String() + ")))"
 	}
 	sets, err := a.dir.Sets(ctx, filter)
 	if err != nil && sets == nil {
