@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,10 @@ type swarm struct {
 	// directory is added to the [directory] table of every agent started
 	// after it is set (e.g. `transactions = "off"`).
 	directory string
+	// nice, when set, runs the agents started after it at that niceness:
+	// the scale bench's hundred agents stand in for a hundred machines and
+	// must not take the two cores from slapd.
+	nice int
 
 	mu       sync.Mutex
 	agents   map[string]*agentProc
@@ -160,6 +165,9 @@ level = "debug"
 		s.t.Fatal(err)
 	}
 	a.cmd = exec.Command(agentBin, "run", "--config", a.config)
+	if s.nice != 0 {
+		a.cmd = exec.Command("nice", "-n", strconv.Itoa(s.nice), agentBin, "run", "--config", a.config)
+	}
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	a.done = make(chan struct{})
 	if err := a.cmd.Start(); err != nil {

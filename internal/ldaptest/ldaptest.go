@@ -151,6 +151,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	s := &Server{BaseDN: BaseDN, BindDN: BindDN, Password: Password, Dir: dir, t: t, root: root, debug: o.debug}
 	t.Cleanup(func() {
+		s.reportExit()
 		s.Kill()
 		if !t.Failed() || os.Getenv("TCS_KEEP_SLAPD") == "" {
 			os.RemoveAll(dir)
@@ -295,6 +296,22 @@ func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
 
 // Kill stops slapd with SIGKILL and waits for it.
 func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+// reportExit logs slapd's output when it exited without being asked to (a
+// crash under load says why only there).
+func (s *Server) reportExit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	select {
+	case err := <-s.done:
+		s.t.Errorf("ldaptest: slapd exited on its own (%v); its output:\n%s", err, s.log.String())
+		s.cmd = nil
+	default:
+	}
+}
 
 func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
