@@ -132,3 +132,46 @@ func TestWritesGoToTheProvider(t *testing.T) {
 		t.Fatalf("write side on %q, want %s", d.Server(), p.URL)
 	}
 }
+
+// A MirrorMode standby holds the leases it replicated without an expiry:
+// neither entryTtl nor entryExpireTimestamp is replicated (dds on the
+// active aborts on a replicated lease that carries them). Activated, it
+// gives each such lease the default TTL from then, so a lease nobody
+// refreshes — its agent died with the old active — expires there. Without
+// that it would live forever, and its sets would never be orphans.
+func TestAnActivatedStandbyExpiresReplicatedLeases(t *testing.T) {
+	active, standby := ldaptest.StartMirror(t)
+	da := open(t, active)
+	ctx := ctxT(t, 120*time.Second)
+	if _, err := da.Register(ctx, smartset.Service{Name: "tcs-dead-1", Location: "Texas", Endpoint: "http://127.0.0.1:1"}, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ds := open(t, standby)
+	held := func() bool {
+		svcs, err := ds.Services(ctx)
+		if err != nil {
+			return true // not known to be gone (the standby restarts below)
+		}
+		for _, s := range svcs {
+			if ldapdir.RDNValue(s.DN) == "tcs-dead-1" {
+				return true
+			}
+		}
+		return false
+	}
+	for end := time.Now().Add(20 * time.Second); !held(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the lease never reached the standby")
+		}
+	}
+	active.Kill()
+	standby.Activate(true)
+	activated := time.Now()
+	for held() {
+		if time.Since(activated) > 40*time.Second {
+			t.Fatal("the dead agent's lease still stands on the activated standby 40 s later (default TTL 10 s)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the dead agent's lease expired %v after the activation", time.Since(activated).Round(100*time.Millisecond))
+}

@@ -263,6 +263,25 @@ cmd_mirror_activate() {
   slapmodify=$(find_bin slapmodify) || die "slapmodify not found (run: slapd.sh install)"
   "$slapmodify" -n0 -F "$dir/slapd.d" -l "$dir/dds-state.ldif" >>"$dir/run/slapadd.log" 2>&1 \
     || die "mirror-activate $dir: $(tail -3 "$dir/run/slapadd.log")"
+  [ "$state" = TRUE ] || return 0
+  # Leases replicated from the peer carry no expiry (schema/replica-mirror.ldif
+  # keeps entryTtl and entryExpireTimestamp out of replication: dds aborts on
+  # a replicated add that has them), and dds expires only entries that have
+  # one: give each such lease the default TTL from now, as dds gives a lease
+  # added here. A live agent refreshes it; a dead one's goes.
+  local slapcat ttl expire
+  slapcat=$(find_bin slapcat) || die "slapcat not found (run: slapd.sh install)"
+  ttl=$(sed -n 's/^olcDDSdefaultTtl: *//p' "$dir"/slapd.d/cn=config/olcDatabase=*/olcOverlay=*dds.ldif | head -1)
+  ttl=${ttl:-10}
+  expire=$(date -u -d "@$(( $(date +%s) + ttl ))" +%Y%m%d%H%M%SZ)
+  "$slapcat" -n1 -F "$dir/slapd.d" -o ldif_wrap=no -a '(&(objectClass=dynamicObject)(!(entryExpireTimestamp=*)))' 2>>"$dir/run/slapadd.log" \
+    | sed -n 's/^dn: //p' \
+    | while IFS= read -r dn; do
+        printf 'dn: %s\nchangetype: modify\nreplace: entryTtl\nentryTtl: %s\n-\nreplace: entryExpireTimestamp\nentryExpireTimestamp: %s\n-\n\n' "$dn" "$ttl" "$expire"
+      done >"$dir/dds-expiry.ldif"
+  [ -s "$dir/dds-expiry.ldif" ] || return 0
+  "$slapmodify" -n1 -F "$dir/slapd.d" -l "$dir/dds-expiry.ldif" >>"$dir/run/slapadd.log" 2>&1 \
+    || die "mirror-activate $dir: cannot give the replicated leases an expiry: $(tail -3 "$dir/run/slapadd.log")"
 }
 
 # cmd_account OU NAME [PWFILE|-] adds cn=NAME,ou=OU,<suffix> with a hashed
