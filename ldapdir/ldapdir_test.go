@@ -379,22 +379,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // bound the watch would start its refresh over forever (a hundred agents
 // starting at once on one slapd did exactly that).
 func TestWatchWaitsForASlowRefresh(t *testing.T) {
-	s := ldaptest.Start(t)
-	for i := range 20 {
-		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
-	}
-	p, err := faultproxy.New(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.Delay(faultproxy.Watch, faultproxy.ToClient, 1200*time.Millisecond)
-	d, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := slowDirectory(t, faultproxy.Watch, 1200*time.Millisecond, 0)
 	w := d.Watch(ctxT(t, 30*time.Second), ldapdir.WatchSpec{Base: d.SetsDN(), Scope: ldapdir.ScopeOne,
 		Filter: "(objectClass=smartSet)", Attrs: []string{"geoLocation"}, IdleTimeout: 500 * time.Millisecond})
 	defer w.Close()
@@ -423,24 +408,10 @@ func TestWatchWaitsForASlowRefresh(t *testing.T) {
 // one entry keeps the fixed bound. With a fixed bound every read of the sets
 // timed out again, forever (a hundred agents starting at once did that).
 func TestBulkReadsWaitForASlowDirectory(t *testing.T) {
-	s := ldaptest.Start(t)
-	for i := range 20 {
-		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
-	}
-	p, err := faultproxy.New(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.Delay(faultproxy.All, faultproxy.ToClient, 1500*time.Millisecond)
-	d, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
-		Timeout: time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := slowDirectory(t, faultproxy.All, 1500*time.Millisecond, time.Second)
 	ctx := ctxT(t, 60*time.Second)
 	var sets []smartset.Set
+	var err error
 	attempts := 0
 	for end := time.Now().Add(20 * time.Second); ; {
 		attempts++
@@ -460,6 +431,30 @@ func TestBulkReadsWaitForASlowDirectory(t *testing.T) {
 		t.Fatalf("a single-entry read 1.5 s late with a 1 s bound: %v, want it to run out of time", err)
 	}
 	t.Logf("the sets read at attempt %d", attempts)
+}
+
+// slowDirectory starts slapd with 20 Texas sets behind a fault proxy that
+// delays its replies to the matching connections, and opens a Dir on the
+// proxy with the given operation bound (0 = the default).
+func slowDirectory(t *testing.T, m faultproxy.Match, by, timeout time.Duration) *ldapdir.Dir {
+	t.Helper()
+	s := ldaptest.Start(t)
+	for i := range 20 {
+		addSet(t, s, fmt.Sprintf("s%02d", i), "Texas")
+	}
+	p, err := faultproxy.New(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.Delay(m, faultproxy.ToClient, by)
+	d, err := ldapdir.Open(ldapdir.Config{URL: p.URL(), BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password,
+		Timeout: timeout, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 func equalView(a view, b map[string]string) bool {
