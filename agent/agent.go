@@ -115,13 +115,16 @@ type Agent struct {
 	// before it gives it away (serve.go), as a consumer group revokes a
 	// partition before assigning it, so the new owner's first answer never
 	// comes before the old owner's last.
-	giving   map[string]int
-	counts   smartset.Counts // owned counts of the view for HTTP lookups; nil = recount
-	tokens   int             // move budget left in this window
-	window   time.Time       // start of the budget window
-	watch    *ldapdir.Watch
-	leaving  bool
-	onChange []func(Change)
+	giving map[string]int
+	counts smartset.Counts // owned counts of the view for HTTP lookups; nil = recount
+	tokens int             // move budget left in this window
+	window time.Time       // start of the budget window
+	// homeOrphanAt is when the view last showed an orphan of this agent's
+	// location: balance waits until they have been claimed (reconcile.go).
+	homeOrphanAt time.Time
+	watch        *ldapdir.Watch
+	leaving      bool
+	onChange     []func(Change)
 	// incarnations are the lease incarnations this process has held: its
 	// own service entry showing any other one means another process holds
 	// the agent's name.
@@ -159,6 +162,11 @@ type requested struct {
 // requestBackoff is how long a rejected release request is not repeated
 // for the same epoch of a set.
 const requestBackoff = 5 * time.Second
+
+// balanceHold is how long after the last orphan of its location an agent
+// asks for no set for balance: the claims settle the counts first (see
+// smartset.Options.HoldBalance), as the watch brings the others' claims.
+const balanceHold = 4 * time.Second
 
 // Change is one ownership change this agent saw happen to a set it owns or
 // now owns (for the table cache).

@@ -327,6 +327,9 @@ func (a *Agent) dropSetLocked(name string) []Change {
 // changeOf is the change for this agent between two states of a set (next
 // empty: the set is gone from the view): none unless it owned or owns it.
 func (a *Agent) changeOf(prev, next smartset.Set) []Change {
+	if prev != next {
+		a.noteHomeOrphan(prev, next)
+	}
 	wasMine := prev.Owner != "" && smartset.SameDN(prev.Owner, a.selfDN)
 	isMine := next.Owner != "" && smartset.SameDN(next.Owner, a.selfDN)
 	switch {
@@ -338,6 +341,18 @@ func (a *Agent) changeOf(prev, next smartset.Set) []Change {
 		return nil // nothing changed
 	}
 	return []Change{{Set: next, Previous: prev, Owned: isMine}}
+}
+
+// noteHomeOrphan records when a change shows an orphan of this agent's
+// location, before or after it (a.mu held). A re-read that changes nothing
+// does not count: an orphan nobody can take must not hold balance forever.
+func (a *Agent) noteHomeOrphan(prev, next smartset.Set) {
+	for _, s := range []smartset.Set{prev, next} {
+		if s.Name != "" && smartset.Key(s.Location) == a.v.location && a.v.snap.Orphaned(s) {
+			a.homeOrphanAt = time.Now()
+			return
+		}
+	}
 }
 
 func (a *Agent) notify(changes []Change) {

@@ -35,6 +35,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		MoveBudget:   a.tokens,
 		Loads:        a.loadsNow(now),
 		Backoff:      a.backoffLocked(now),
+		HoldBalance:  now.Sub(a.homeOrphanAt) < balanceHold,
 	})
 	// A request the owner rejected (cleared) is not repeated for the same
 	// epoch before requestBackoff: two agents whose views disagree must not

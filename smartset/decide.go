@@ -44,6 +44,12 @@ type Options struct {
 	// epoch given: its request for them there was rejected lately. Others
 	// are asked for instead.
 	Backoff map[string]int64
+	// HoldBalance: ask for no set for balance now. The agent sets it while
+	// orphans of its location are being claimed: they go to the least
+	// loaded and even the counts out themselves, and balancing owned sets
+	// meanwhile fights the claims (ten agents racing for 2,000 orphans made
+	// 513 balance moves, one set handed back and forth 47 times).
+	HoldBalance bool
 }
 
 // margin returns the hysteresis margin the options ask for.
@@ -128,9 +134,10 @@ type Plan struct {
 //     writes; Loads carries what it read.
 //   - When leaving, every owned set goes to the best other live agent.
 //   - For a set owned by another live agent O, Self plans a Request when
-//     Self is placed better than O by the margin, or (balance) when both
-//     are at the set's location and O owns at least two more of the
-//     location's sets than Self plus its pending requests — unless the
+//     Self is placed better than O by the margin, or (balance, unless
+//     Options.HoldBalance) when both are at the set's location and O owns
+//     at least two more of the location's sets than Self plus its pending
+//     requests — unless the
 //     request there is already Self's or a better-ranked live agent has
 //     asked. Self never asks because O looks over its capacity: its count
 //     of O's sets may be stale, and O, which knows it exactly, sheds.
@@ -620,7 +627,7 @@ func (d *decider) planRequest(r *ranking) (request, bool) {
 		default:
 			req.tier, req.gainKm = gainDistance, owner.DistanceKm-me.DistanceKm
 		}
-	case me.SameLocation && owner.SameLocation && d.homeRunning[key(r.set.Owner)]-d.homeRunning[d.selfKey] >= 2:
+	case me.SameLocation && owner.SameLocation && !d.opts.HoldBalance && d.homeRunning[key(r.set.Owner)]-d.homeRunning[d.selfKey] >= 2:
 		req.tier = gainBalance
 		req.move.Reason = ReasonBalance
 	default:
