@@ -55,7 +55,8 @@ bench: deps
 
 # The replicated directory alone (README "Replicated directory"): provider
 # CPU and write latency with TCS_BENCH_WATCHERS (100) watchers on it vs over
-# two consumers, and a consumer's lag during a TCS_BENCH_SETS takeover.
+# two consumers, a consumer's lag during a TCS_BENCH_SETS takeover, and a
+# MirrorMode pair's failover with TCS_BENCH_MIRROR_SETS (1000) sets.
 bench-replica: deps
 	$(GO) test -run '^$$' -bench 'BenchmarkReplica' -benchtime 1x -timeout 60m ./e2e
 

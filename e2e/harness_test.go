@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -55,6 +56,9 @@ type swarm struct {
 	// directory is added to the [directory] table of every agent started
 	// after it is set (e.g. `transactions = "off"`).
 	directory string
+	// url, when set, is the directory URL of the agents started after it
+	// (a frontend in front of the server); "" = the server's.
+	url string
 	// nice, when set, runs the agents started after it at that niceness:
 	// the scale bench's hundred agents stand in for a hundred machines and
 	// must not take the two cores from slapd.
@@ -78,7 +82,13 @@ type agentProc struct {
 
 func newSwarm(t testing.TB, ttl time.Duration, opts ...ldaptest.Option) *swarm {
 	t.Helper()
-	srv := ldaptest.Start(t, opts...)
+	return newSwarmOn(t, ldaptest.Start(t, opts...), ttl)
+}
+
+// newSwarmOn is newSwarm on a server the caller started (e.g. the active
+// provider of a MirrorMode pair).
+func newSwarmOn(t testing.TB, srv *ldaptest.Server, ttl time.Duration) *swarm {
+	t.Helper()
 	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +165,7 @@ lease_ttl = "%ds"
 [log]
 level = "debug"
 %s
-`, name, location, port, port, s.srv.URL, s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second), s.directory, strings.Join(extra, "\n"))
+`, name, location, port, port, cmp.Or(s.url, s.srv.URL), s.srv.BaseDN, acct.DN, acct.PasswordFile, int(s.ttl/time.Second), s.directory, strings.Join(extra, "\n"))
 		if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 			s.t.Fatal(err)
 		}
