@@ -137,9 +137,8 @@ type Plan struct {
 //     Self is placed better than O by the margin, or (balance, unless
 //     Options.HoldBalance) when both are at the set's location and O owns
 //     at least two more of the location's sets than Self plus its pending
-//     requests — unless the
-//     request there is already Self's or a better-ranked live agent has
-//     asked. Self never asks because O looks over its capacity: its count
+//     requests — unless the request there is already Self's or a
+//     better-ranked live agent has asked. Self never asks because O looks over its capacity: its count
 //     of O's sets may be stale, and O, which knows it exactly, sheds.
 //
 // Requests are ordered by gain: a move to the set's own location first, then
