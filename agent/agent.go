@@ -355,8 +355,7 @@ func (a *Agent) start(ctx context.Context) error {
 		// may be in flight at the epoch just read. The agent starts fenced
 		// and recover writes them once more before they are served, as
 		// after registering again (loops.go, rewriteOwned).
-		a.fenced.Store(true)
-		a.m.Fenced.Set(1)
+		a.fence("its name's previous process left sets: rewriting them before serving")
 		a.reclaimFor.Store(l)
 		a.recover(ctx, l)
 		return nil

@@ -174,10 +174,11 @@ level = "debug"
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a.cmd = exec.Command(agentBin, "run", "--config", a.config)
+	args := []string{agentBin, "run", "--config", a.config}
 	if s.nice != 0 {
-		a.cmd = exec.Command("nice", "-n", strconv.Itoa(s.nice), agentBin, "run", "--config", a.config)
+		args = append([]string{"nice", "-n", strconv.Itoa(s.nice)}, args...)
 	}
+	a.cmd = exec.Command(args[0], args[1:]...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	a.done = make(chan struct{})
 	if err := a.cmd.Start(); err != nil {

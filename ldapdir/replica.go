@@ -60,13 +60,12 @@ func (d *Dir) dial(ctx context.Context, opTimeout time.Duration) (*ldap.Conn, st
 // when it has none.
 func (d *Dir) Server() string {
 	d.mu.Lock()
-	bulk := d.bulk
-	if d.conn != nil && !d.conn.IsClosing() {
-		defer d.mu.Unlock()
-		return d.server
-	}
+	server, live, bulk := d.server, d.conn != nil && !d.conn.IsClosing(), d.bulk
 	d.mu.Unlock()
-	if bulk != nil { // only reads of many entries were made (bulkRead)
+	switch {
+	case live:
+		return server
+	case bulk != nil: // only reads of many entries were made (bulkRead)
 		return bulk.Server()
 	}
 	return ""
