@@ -130,6 +130,14 @@ func (a *Agent) affected(ctx context.Context, ch change) {
 	}
 	if ch.set != "" {
 		prev, next := ch.prev, ch.next
+		if prev.Owner != "" && (next.Name == "" || smartset.Key(next.Owner) != smartset.Key(prev.Owner)) {
+			// A set left its owner (or the watch): a load read full
+			// is stale, the owner may have room now.
+			if l, ok := p.loads[smartset.Key(prev.Owner)]; ok {
+				l.until = time.Time{}
+				p.loads[smartset.Key(prev.Owner)] = l
+			}
+		}
 		switch {
 		case next.Name == "" && prev.ReleaseRequest != "" && smartset.Key(prev.ReleaseRequest) == a.v.self:
 			// asked for by this agent, gone elsewhere: is it still better here?
@@ -307,10 +315,26 @@ func (a *Agent) loadsNow(now time.Time) map[string]int {
 // be stale. A handoff to a full agent is dropped (and that agent's load is
 // remembered, for a growing while, so the next plan picks another); a
 // request from an agent that has filled up since it asked is rejected.
+// The agents that stopped the shedding by looking full in the view
+// (Plan.CheckLoads) are read too: the view may count sets that left them.
 func (a *Agent) confirmRoom(ctx context.Context, plan smartset.Plan) smartset.Plan {
 	counts := map[string]int{}
 	keep := plan.Handoffs[:0]
 	dropped := false
+	for i, dn := range plan.CheckLoads {
+		if i == maxLoadChecks {
+			break // the next plan asks for the rest
+		}
+		n, err := a.dir.Load(ctx, dn)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.WithError(err).WithField("service", nameOf(dn)).Warn("cannot read the load of an agent that looks full")
+			}
+			continue
+		}
+		a.remember(smartset.Key(dn), n)
+		dropped = true
+	}
 	for _, mv := range plan.Handoffs {
 		if mv.Reason != smartset.ReasonCapacity || mv.To == "" {
 			keep = append(keep, mv)
@@ -350,17 +374,29 @@ func (a *Agent) confirmRoom(ctx context.Context, plan smartset.Plan) smartset.Pl
 			n++ // this handoff adds one
 		}
 		counts[k] = n
+		a.remember(k, n)
 		keep = append(keep, mv)
 	}
 	plan.Handoffs = keep
 	if dropped {
-		a.poke() // decide again without the full ones
+		a.poke() // decide again with the loads read
 	}
 	return plan
 }
 
-// remember records that the service keyed k was read full with n sets.
+// maxLoadChecks bounds the loads of Plan.CheckLoads read in one reconcile.
+const maxLoadChecks = 8
+
+// remember records the load n read for the service keyed k. A full one is
+// trusted for a hold that doubles each time it is read full (up to 5
+// minutes: an agent over capacity among full ones does not search them at
+// every reconcile); one with room for a reconcile interval, and its hold
+// starts over. A set that leaves that service in the watch ends the trust
+// early (affected).
 func (a *Agent) remember(k string, n int) {
+	a.mu.Lock()
+	capacity := a.v.snap.Services[k].Capacity
+	a.mu.Unlock()
 	p := &a.place
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -368,8 +404,12 @@ func (a *Agent) remember(k string, n int) {
 		p.loads = map[string]load{}
 	}
 	l := p.loads[k]
-	l.n, l.hold = n, min(max(2*l.hold, a.opts.ReconcileInterval), 5*time.Minute)
-	l.until = time.Now().Add(l.hold)
+	if capacity > 0 && n >= capacity {
+		l.hold = min(max(2*l.hold, a.opts.ReconcileInterval), 5*time.Minute)
+	} else {
+		l.hold = 0
+	}
+	l.n, l.until = n, time.Now().Add(max(l.hold, a.opts.ReconcileInterval))
 	p.loads[k] = l
 }
 

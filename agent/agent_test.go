@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,9 @@ func launch(t *testing.T, cfg ldapdir.Config, opts Options, hooks ...logrus.Hook
 	log.SetOutput(io.Discard)
 	if testing.Verbose() {
 		log.SetOutput(tWriter{t})
+	}
+	if os.Getenv("TCS_TEST_DEBUG") != "" {
+		log.SetLevel(logrus.DebugLevel)
 	}
 	hook := test.NewLocal(log)
 	for _, h := range hooks {

@@ -191,3 +191,42 @@ func TestBadEntriesReportedOnce(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// An agent over its capacity whose view counts the only other agent full
+// (sets it read once that have left that agent out of its sight) reads
+// that agent's load and hands it the excess: the view's count is not
+// trusted to stop the shedding.
+func TestShedToAnAgentTheViewCountsFull(t *testing.T) {
+	s := ldaptest.Start(t)
+	for _, l := range []string{"Japan: 35.7,139.7", "Texas: 30.3,-97.7", "California: 38.6,-121.5"} {
+		name, coords, _ := strings.Cut(l, ": ")
+		s.Apply("dn: cn=" + name + ",ou=locations,dc=example,dc=org\nchangetype: add\nobjectClass: tcsLocation\ncn: " + name + "\ntcsCoordinates: " + coords + "\n\n")
+	}
+	s.Apply(setsAt("ca", "California", 2))
+	startPlaced(t, s, "tcs-texas-1", "Texas", 2, nil)
+	eventually(t, 15*time.Second, s, ownedAt("California", "tcs-texas-1"))
+	// Japan's first read takes in the sets of California, which has no
+	// agent: Texas owns 2 of its capacity 2.
+	startPlaced(t, s, "tcs-japan-1", "Japan", 2, nil)
+	time.Sleep(time.Second) // Texas sees Japan live: Japan is first for its sets
+	s.Apply(setsAt("jp", "Japan", 3))
+	owns := func(japan, texas int) func(*smartset.Snapshot) error {
+		return func(snap *smartset.Snapshot) error {
+			n := snap.OwnedBy("cn=tcs-japan-1,ou=services,dc=example,dc=org")
+			m := snap.OwnedBy("cn=tcs-texas-1,ou=services,dc=example,dc=org")
+			if n != japan || m != texas {
+				return fmt.Errorf("tcs-japan-1 owns %d, tcs-texas-1 %d; want %d and %d", n, m, japan, texas)
+			}
+			return nil
+		}
+	}
+	eventually(t, 15*time.Second, s, owns(3, 2)) // Texas is full: Japan keeps the third
+	time.Sleep(2 * time.Second)
+	// A California set goes; Japan's watch does not see it (not its
+	// location, not its own, not an orphan), so its view still counts
+	// Texas full.
+	start := time.Now()
+	s.Apply("dn: cn=ca-0,ou=smartsets,dc=example,dc=org\nchangetype: delete\n")
+	eventually(t, 30*time.Second, s, owns(2, 2))
+	t.Logf("the excess set went to Texas %v after Texas had room", time.Since(start).Round(10*time.Millisecond))
+}

@@ -35,10 +35,11 @@ type Options struct {
 	// nothing.
 	Leaving bool
 	// Loads are owned counts of other services known better than the
-	// snapshot's (read from the directory), keyed by Key(DN). A count is
-	// used when it is higher than the snapshot's: a view undercounts the
-	// sets of others it does not watch. Self's own count always comes from
-	// the snapshot, which holds every set Self owns.
+	// snapshot's (read from the directory lately), keyed by Key(DN). A
+	// count read replaces the snapshot's, which may be too low (the sets
+	// of others it does not watch) or too high (sets read once that have
+	// left that owner since, out of sight). Self's own count always comes
+	// from the snapshot, which holds every set Self owns.
 	Loads map[string]int
 	// Backoff holds sets (by Key of the name) Self must not ask for at the
 	// epoch given: its request for them there was rejected lately. Others
@@ -103,6 +104,12 @@ type Plan struct {
 	// Self, or an agent with no reason to take the set: clear the request.
 	// Sorted by set name.
 	Rejects []Move
+	// CheckLoads are the live services (DNs, sorted) that stopped Self's
+	// over-capacity handoffs by looking full in the snapshot while
+	// Options.Loads has no count read for them: the snapshot may count
+	// sets that left them out of Self's sight. The agent reads their
+	// loads and decides again.
+	CheckLoads []string
 }
 
 // Decide returns what the agent opts.Self should do now in snapshot snap.
@@ -168,7 +175,7 @@ func Decide(snap *Snapshot, opts Options) Plan {
 		home:    Counts{},
 	}
 	for k, n := range opts.Loads {
-		if k != selfKey && n > d.counts[k] {
+		if k != selfKey {
 			d.counts[k] = n
 		}
 	}
@@ -231,6 +238,9 @@ func Decide(snap *Snapshot, opts Options) Plan {
 		shed := d.shed(mine, budget)
 		budget -= len(shed)
 		plan.Handoffs = append(plan.Handoffs, shed...)
+		if d.over() > 0 && budget > 0 {
+			plan.CheckLoads = d.unread()
+		}
 		plan.Requests = d.pick(reqs, mine, budget)
 	}
 	return plan
@@ -251,7 +261,7 @@ type decider struct {
 	selfLoc string // Key of Self's location
 	margin  float64
 	names   names
-	counts  Counts // owned counts of the snapshot (raised by Options.Loads)
+	counts  Counts // owned counts of the snapshot (replaced by Options.Loads)
 	running Counts // counts with the handoffs planned so far applied
 	// home and homeRunning count, per owner, the sets at Self's location
 	// (for balance); homeRunning applies planned handoffs and Self's
@@ -460,6 +470,21 @@ func (d *decider) shed(mine []Set, budget int) []Move {
 		}
 		d.running.move(d.selfKey, bestKey)
 		out = append(out, Move{Set: it.set, To: best.Service.DN, Reason: ReasonCapacity})
+	}
+	return out
+}
+
+// unread returns the live services other than Self with a capacity that
+// running counts show full and Options.Loads has no count for (see
+// Plan.CheckLoads).
+func (d *decider) unread() []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(d.snap.Services)) {
+		svc := d.snap.Services[k]
+		if _, read := d.opts.Loads[k]; read || k == d.selfKey || svc.Capacity <= 0 || d.running[k] < svc.Capacity {
+			continue
+		}
+		out = append(out, svc.DN)
 	}
 	return out
 }

@@ -886,3 +886,49 @@ func BenchmarkDecide(b *testing.B) {
 		Decide(snap, opts)
 	}
 }
+
+// An agent over its capacity whose shedding stops because the others look
+// full in its snapshot asks for their loads to be read (Plan.CheckLoads):
+// a snapshot may count sets that have left them. A count read replaces the
+// snapshot's, lower or higher.
+func TestDecideChecksTheLoadsThatStopShedding(t *testing.T) {
+	build := func() *Snapshot {
+		snap := patentWorld()
+		addService(snap, japan, "Japan", 1)
+		addService(snap, texas, "Texas", 1)
+		addService(snap, california, "California", 1)
+		addSet(snap, "texas-a", "Texas", texas, "")
+		addSet(snap, "texas-b", "Texas", texas, "")
+		addSet(snap, "texas-c", "Texas", texas, "")
+		addSet(snap, "japan-a", "Japan", japan, "")
+		addSet(snap, "california-a", "California", california, "")
+		return snap
+	}
+	tests := []struct {
+		name   string
+		opts   Options
+		want   []string // handoffs
+		checks []string
+	}{
+		{"nothing read: both look full, both to read", Options{Self: texas, MoveBudget: 10}, nil, []string{california, japan}},
+		{"California read with room: one goes there, Japan to read",
+			Options{Self: texas, MoveBudget: 10, Loads: map[string]int{Key(california): 0}},
+			[]string{"texas-a->tcs-california-1 over-capacity"}, []string{japan}},
+		{"both read: a count read replaces the snapshot's",
+			Options{Self: texas, MoveBudget: 10, Loads: map[string]int{Key(california): 0, Key(japan): 0}},
+			[]string{"texas-a->tcs-california-1 over-capacity", "texas-b->tcs-japan-1 over-capacity"}, nil},
+		{"both read full: nothing to read again", Options{Self: texas, MoveBudget: 10, Loads: map[string]int{Key(california): 1, Key(japan): 3}}, nil, nil},
+		{"no budget left: nothing to read", Options{Self: texas, MoveBudget: 0}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Decide(build(), tt.opts)
+			if got := summarize(p).Handoffs; !slices.Equal(got, tt.want) {
+				t.Errorf("handoffs = %q, want %q", got, tt.want)
+			}
+			if !slices.Equal(p.CheckLoads, tt.checks) {
+				t.Errorf("CheckLoads = %q, want %q", p.CheckLoads, tt.checks)
+			}
+		})
+	}
+}
