@@ -644,3 +644,61 @@ func TestAnySet(t *testing.T) {
 		t.Fatalf("none owned: %v %v", any, err)
 	}
 }
+
+// SetFilter narrows or widens a running watch: the entries that no longer
+// match are reported deleted, the new ones arrive, and changes after the
+// switch follow the new filter; with syncrepl and with polling.
+func TestWatchSetFilter(t *testing.T) {
+	for _, mode := range []string{"syncrepl", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			s := ldaptest.Start(t)
+			for _, n := range []string{"tx1", "tx2", "jp1", "jp2"} {
+				loc := "Texas"
+				if strings.HasPrefix(n, "jp") {
+					loc = "Japan"
+				}
+				addSet(t, s, n, loc)
+			}
+			d := open(t, s)
+			ctx := ctxT(t, 30*time.Second)
+			w := d.Watch(ctx, ldapdir.WatchSpec{Base: d.SetsDN(), Scope: ldapdir.ScopeOne, Filter: "(geoLocation=Texas)",
+				Attrs: []string{"geoLocation"}, Poll: mode == "poll", PollInterval: 200 * time.Millisecond})
+			defer w.Close()
+			v := view{}
+			synced := func(ev ldapdir.Event) bool { return ev.Type == ldapdir.EventSynced }
+			for _, ev := range drain(t, w, 10*time.Second, synced) {
+				v.apply(ev)
+			}
+			texas := map[string]string{smartset.Key(d.SetDN("tx1")): "Texas", smartset.Key(d.SetDN("tx2")): "Texas"}
+			if !equalView(v, texas) {
+				t.Fatalf("view %v, want %v", v, texas)
+			}
+			w.SetFilter("(|(geoLocation=Japan)(cn=tx1))")
+			if got := w.Filter(); got != "(|(geoLocation=Japan)(cn=tx1))" {
+				t.Fatalf("Filter() = %q", got)
+			}
+			for _, ev := range drain(t, w, 10*time.Second, synced) {
+				v.apply(ev)
+			}
+			want := map[string]string{smartset.Key(d.SetDN("tx1")): "Texas", smartset.Key(d.SetDN("jp1")): "Japan", smartset.Key(d.SetDN("jp2")): "Japan"}
+			if !equalView(v, want) {
+				t.Fatalf("after SetFilter: view %v, want %v", v, want)
+			}
+			if st := w.Status(); st.Reconnects != 0 || !st.Synced {
+				t.Errorf("status after SetFilter: %+v (a filter change is not a reconnect)", st)
+			}
+			addSet(t, s, "jp3", "Japan")
+			addSet(t, s, "tx3", "Texas")
+			want[smartset.Key(d.SetDN("jp3"))] = "Japan"
+			deadline := time.Now().Add(5 * time.Second)
+			for !equalView(v, want) && time.Now().Before(deadline) {
+				for _, ev := range drain(t, w, 200*time.Millisecond, func(ldapdir.Event) bool { return false }) {
+					v.apply(ev)
+				}
+			}
+			if !equalView(v, want) {
+				t.Fatalf("changes after SetFilter: view %v, want %v", v, want)
+			}
+		})
+	}
+}

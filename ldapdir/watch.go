@@ -126,6 +126,9 @@ type Watch struct {
 	mu     sync.Mutex
 	status WatchStatus
 	conn   *ldap.Conn // current connection, closed by Close
+	filter string     // the filter sessions start with (SetFilter)
+	// refilter: the filter changed since the current session started.
+	refilter bool
 
 	// Owned by the run goroutine.
 	cookie []byte
@@ -134,6 +137,7 @@ type Watch struct {
 	// current state (cookie, known) began.
 	switches int
 	present  map[string]bool // UUIDs seen in the current refresh phase
+	full     bool            // the current session's refresh started without a cookie
 	backoff  backoff
 	// refreshIdle is the silence allowed before the current session's
 	// refresh is done (see WatchSpec.IdleTimeout).
@@ -169,6 +173,7 @@ func (d *Dir) Watch(ctx context.Context, spec WatchSpec) *Watch {
 		known:    map[string]string{},
 		backoff:  backoff{min: d.cfg.MinBackoff, max: d.cfg.MaxBackoff},
 		switches: d.track.switchCount(),
+		filter:   spec.Filter,
 
 		refreshIdle: spec.IdleTimeout,
 	}
@@ -184,6 +189,42 @@ func (w *Watch) Status() WatchStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.status
+}
+
+// SetFilter makes the watch follow filter from now on. The current session
+// ends and the next starts at once with a full refresh (a cookie names a
+// state of the old filter, so it is dropped): entries that match filter
+// arrive as upserts, and the present phase reports as deleted the entries
+// reported before that no longer match. EventLost comes first when the
+// watch was synced; EventSynced ends the refresh as after any reconnect.
+func (w *Watch) SetFilter(filter string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if filter == w.filter {
+		return
+	}
+	w.filter, w.refilter = filter, true
+	if w.conn != nil {
+		w.conn.Close()
+	}
+}
+
+// Filter returns the filter the watch follows (see SetFilter).
+func (w *Watch) Filter() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.filter
+}
+
+// sessionFilter returns the filter a new session starts with; after a
+// SetFilter it also drops the cookie (the run goroutine calls it).
+func (w *Watch) sessionFilter() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.refilter {
+		w.refilter, w.cookie = false, nil
+	}
+	return w.filter
 }
 
 // Close stops the watch and waits for it. Idempotent.
@@ -209,6 +250,7 @@ func (w *Watch) run(ctx context.Context) {
 			}
 		}
 		first = false
+		filter := w.sessionFilter()
 		conn, server, err := w.d.dial(ctx, 0)
 		if err != nil {
 			w.backoff.fail()
@@ -240,9 +282,9 @@ func (w *Watch) run(ctx context.Context) {
 		switch {
 		case noSyncprov:
 		case poll:
-			err = w.poll(ctx, conn)
+			err = w.poll(ctx, conn, filter)
 		default:
-			err = w.syncrepl(ctx, conn)
+			err = w.syncrepl(ctx, conn, filter)
 			if ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
 				if w.spec.NoPoll {
 					noSyncprov = true
@@ -269,7 +311,17 @@ func (w *Watch) run(ctx context.Context) {
 			return
 		}
 		wasSynced := w.Status().Synced
-		w.ended(err, log)
+		w.mu.Lock()
+		refilter := w.refilter
+		w.mu.Unlock()
+		if refilter {
+			// Not a fault: start over at once with the new filter.
+			w.setStatus(w.Status().Mode, false)
+			first = true
+			log.Debug("watch: the filter changed; refreshing")
+		} else {
+			w.ended(err, log)
+		}
 		if wasSynced && !w.emit(ctx, Event{Type: EventLost}) {
 			return
 		}
@@ -350,15 +402,16 @@ func (w *Watch) emit(ctx context.Context, ev Event) bool {
 }
 
 // syncrepl runs one refreshAndPersist session until it breaks.
-func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn) error {
+func (w *Watch) syncrepl(ctx context.Context, conn *ldap.Conn, filter string) error {
 	w.setStatus("syncrepl", false)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req := ldap.NewSearchRequest(w.spec.Base, w.spec.Scope, ldap.NeverDerefAliases, 0, 0, false,
-		w.spec.Filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
+		filter, w.spec.Attrs, nil) // a fresh request per call: Syncrepl appends its control
 	w.heard() // the session starts: the idle clock starts with it
 	stalled := w.stallGuard(sctx, conn, w.refreshIdle)
 	w.probe(sctx, conn)
+	w.full = len(w.cookie) == 0
 	resp := conn.Syncrepl(sctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, w.cookie, false)
 	w.present = map[string]bool{}
 	sawAny := false
@@ -448,17 +501,20 @@ func (w *Watch) onInfo(ctx context.Context, c *ldap.ControlSyncInfo) bool {
 	case ldap.SyncInfoRefreshDelete:
 		w.keepCookie(c.RefreshDelete.Cookie)
 		if c.RefreshDelete.RefreshDone {
+			// A refresh without a cookie sent every entry that matches:
+			// what was reported before and not now is gone (or no
+			// longer matches a new filter). With a cookie, deletes
+			// come as such and the rest is unchanged.
+			if w.full && !w.sweepAbsent(ctx) {
+				return false
+			}
 			return w.synced(ctx)
 		}
 	case ldap.SyncInfoRefreshPresent:
 		w.keepCookie(c.RefreshPresent.Cookie)
 		// End of a present phase: what was not reported present is gone.
-		for uuid, dn := range w.known {
-			if !w.present[uuid] {
-				if !w.deleteUUID(ctx, uuid, dn) {
-					return false
-				}
-			}
+		if !w.sweepAbsent(ctx) {
+			return false
 		}
 		if c.RefreshPresent.RefreshDone {
 			return w.synced(ctx)
@@ -473,6 +529,19 @@ func (w *Watch) onInfo(ctx context.Context, c *ldap.ControlSyncInfo) bool {
 				}
 			} else {
 				w.present[uuid] = true
+			}
+		}
+	}
+	return true
+}
+
+// sweepAbsent reports as deleted every entry known and not present in the
+// current refresh.
+func (w *Watch) sweepAbsent(ctx context.Context) bool {
+	for uuid, dn := range w.known {
+		if !w.present[uuid] {
+			if !w.deleteUUID(ctx, uuid, dn) {
+				return false
 			}
 		}
 	}
@@ -509,7 +578,7 @@ func (w *Watch) keepCookie(c []byte) {
 }
 
 // poll searches the base every PollInterval and reports the differences.
-func (w *Watch) poll(ctx context.Context, conn *ldap.Conn) error {
+func (w *Watch) poll(ctx context.Context, conn *ldap.Conn, filter string) error {
 	w.setStatus("poll", false)
 	conn.SetTimeout(w.d.cfg.Timeout)
 	attrs := append(append([]string{}, w.spec.Attrs...), "entryUUID", "entryCSN")
@@ -518,7 +587,7 @@ func (w *Watch) poll(ctx context.Context, conn *ldap.Conn) error {
 		csn[uuid] = "?" // from an earlier session: report again once
 	}
 	for {
-		req := ldap.NewSearchRequest(w.spec.Base, w.spec.Scope, ldap.NeverDerefAliases, 0, 0, false, w.spec.Filter, attrs, nil)
+		req := ldap.NewSearchRequest(w.spec.Base, w.spec.Scope, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil)
 		res, err := conn.Search(req)
 		if err != nil {
 			return fmt.Errorf("watch %s: poll: %w", w.spec.Base, err)
