@@ -102,7 +102,8 @@ type Agent struct {
 	m        *Metrics
 	selfDN   string
 
-	kick chan struct{} // a reconcile is wanted (capacity 1: coalesces)
+	kick      chan struct{} // a reconcile is wanted (capacity 1: coalesces)
+	scopeKick chan struct{} // the live services changed: check the watch's scope (scope.go)
 
 	mu        sync.Mutex
 	v         *view
@@ -192,6 +193,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		m:         opts.Metrics,
 		selfDN:    self,
 		kick:      make(chan struct{}, 1),
+		scopeKick: make(chan struct{}, 1),
 		v:         newView(self, opts.Service.Location),
 		claimAt:   map[string]time.Time{},
 		progress:  map[string]progress{},
@@ -269,6 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	loops.Go(func() error { return a.follow(lctx) })
 	loops.Go(func() error { return a.reconcileLoop(lctx) })
+	loops.Go(func() error { return a.scopeLoop(lctx) })
 	if a.opts.SweepInterval > 0 {
 		loops.Go(func() error { return a.sweep(lctx) })
 	}
@@ -313,7 +316,7 @@ func (a *Agent) start(ctx context.Context) error {
 	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
-		Filter:       watchFilter(a.selfDN, a.opts.Service.Location),
+		Filter:       watchFilter(a.selfDN, a.opts.Service.Location, a.startScope(ctx)),
 		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description", "entryCSN"},
 		Poll:         a.opts.Poll,
 		PollInterval: a.opts.PollInterval,

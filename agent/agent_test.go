@@ -220,7 +220,7 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 			t.Errorf("%s: watched = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	f := watchFilter(me, "Texas")
+	f := watchFilter(me, "Texas", nil)
 	for _, part := range []string{"(owner=" + me + ")", "(!(owner=*))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
 		if !strings.Contains(f, part) {
 			t.Errorf("watch filter %s lacks %s", f, part)

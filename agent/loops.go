@@ -286,6 +286,9 @@ func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 	if err != nil && ch == (change{}) {
 		return nil
 	}
+	if ch.serviceGone != "" || ch.serviceNew != "" || ev.Type == ldapdir.EventSynced {
+		a.rescope()
+	}
 	if ch.serviceGone != "" {
 		if smartset.SameDN(ch.serviceGone, a.selfDN) {
 			a.fence("own lease entry was deleted (expired)")

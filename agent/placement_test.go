@@ -230,3 +230,44 @@ func TestShedToAnAgentTheViewCountsFull(t *testing.T) {
 	eventually(t, 30*time.Second, s, owns(2, 2))
 	t.Logf("the excess set went to Texas %v after Texas had room", time.Since(start).Round(10*time.Millisecond))
 }
+
+// The sets without an owner at a location with a live agent of unlimited
+// capacity are that agent's: the agents elsewhere leave them out of their
+// watch (scope.go). When that location loses its agent, the others widen
+// their watch at once and claim a set added there.
+func TestTheWatchLeavesOutOrphansOfCoveredLocations(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	tx := startPlaced(t, s, "tcs-texas-1", "Texas", 0, nil)
+	eventually(t, 15*time.Second, s, ownedAt("Japan", "tcs-texas-1"))
+	jp := startPlaced(t, s, "tcs-japan-1", "Japan", 0, nil)
+	eventually(t, 15*time.Second, s, ownedAt("Japan", "tcs-japan-1"))
+	// Texas started alone; its watch leaves Japan's (and no other
+	// location's) orphans out once the services have settled.
+	filter := func(r *running) string {
+		r.a.mu.Lock()
+		w := r.a.watch
+		r.a.mu.Unlock()
+		return w.Filter()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(filter(tx), "(!(|(geoLocation=Japan)))") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f := filter(tx); !strings.Contains(f, "(&(!(owner=*))(!(|(geoLocation=Japan))))") {
+		t.Fatalf("Texas's watch filter %s does not leave Japan's orphans out", f)
+	}
+	s.Apply(setsAt("jp-new", "Japan", 3))
+	eventually(t, 10*time.Second, s, ownedAt("Japan", "tcs-japan-1"))
+
+	// Japan leaves: Texas (and California's sets, agentless) takes over;
+	// a set added at Japan now is claimed by Texas.
+	jp.stop()
+	eventually(t, 15*time.Second, s, ownedAt("Japan", "tcs-texas-1"))
+	if f := filter(tx); strings.Contains(f, "geoLocation=Japan)))") {
+		t.Errorf("Texas's watch filter %s still leaves Japan's orphans out with no agent there", f)
+	}
+	start := time.Now()
+	s.Apply(setsAt("jp-later", "Japan", 2))
+	eventually(t, 10*time.Second, s, ownedAt("Japan", "tcs-texas-1"))
+	t.Logf("a set added at Japan after its agent left: owned by Texas %v later", time.Since(start).Round(10*time.Millisecond))
+}

@@ -24,6 +24,11 @@ type view struct {
 	byUUID   map[string]string // entryUUID -> DN key, to place deletes
 	uuidOf   map[string]string // DN key -> entryUUID of the entry the view holds
 	synced   bool
+	// covered holds the keys of the locations, other than its own, whose
+	// sets without an owner the watch leaves out: those with a live agent
+	// of unlimited capacity (smartset.Snapshot.Covered) when the watch's
+	// filter was made (see scope.go).
+	covered map[string]bool
 }
 
 func newView(selfDN, location string) *view {
@@ -37,18 +42,28 @@ func newView(selfDN, location string) *view {
 }
 
 // watchFilter is the LDAP filter of everything an agent watches: services,
-// locations, and the sets that concern it.
-func watchFilter(selfDN, location string) string {
+// locations, and the sets that concern it: its own, those it asked for,
+// every set of its location, and the sets without an owner except those of
+// the covered locations (sorted names), which an agent there takes.
+func watchFilter(selfDN, location string, covered []string) string {
 	me := ldapdir.EscapeFilter(selfDN)
+	orphans := "(!(owner=*))"
+	if len(covered) > 0 {
+		var not strings.Builder
+		for _, l := range covered {
+			not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(l) + ")")
+		}
+		orphans = "(&(!(owner=*))(!(|" + not.String() + ")))"
+	}
 	return "(|(objectClass=tcsService)(objectClass=tcsLocation)(&(objectClass=smartSet)(|" +
-		"(owner=" + me + ")(!(owner=*))(geoLocation=" + ldapdir.EscapeFilter(location) + ")(tcsReleaseRequest=" + me + "))))"
+		"(owner=" + me + ")" + orphans + "(geoLocation=" + ldapdir.EscapeFilter(location) + ")(tcsReleaseRequest=" + me + "))))"
 }
 
 // watched reports whether the watch keeps set s current in the view (the
 // set-part of watchFilter evaluated locally).
 func (v *view) watched(s smartset.Set) bool {
-	return s.Owner == "" || smartset.Key(s.Owner) == v.self || smartset.Key(s.Location) == v.location ||
-		(s.ReleaseRequest != "" && smartset.Key(s.ReleaseRequest) == v.self)
+	return (s.Owner == "" && !v.covered[smartset.Key(s.Location)]) || smartset.Key(s.Owner) == v.self ||
+		smartset.Key(s.Location) == v.location || (s.ReleaseRequest != "" && smartset.Key(s.ReleaseRequest) == v.self)
 }
 
 // putSet records a set read by search, returned by a write or sent by the

@@ -133,11 +133,26 @@ func newSim(topo simTopology, seed uint64) *sim {
 	return s
 }
 
-// watched is the agent's watch filter, as agent/view.go has it.
+// watched is the agent's watch filter, as agent/view.go has it: sets
+// without an owner only outside the locations Covered by a live agent
+// (agent/scope.go; the simulation changes the scope at once).
 func (s *sim) watched(a *simAgent, set Set) bool {
 	self := s.truth.Services[a.key]
-	return set.Owner == "" || key(set.Owner) == a.key || key(set.Location) == key(self.Location) ||
+	return (set.Owner == "" && !s.covered(a, set.Location)) || key(set.Owner) == a.key || key(set.Location) == key(self.Location) ||
 		(set.ReleaseRequest != "" && key(set.ReleaseRequest) == a.key)
+}
+
+// covered reports whether loc is Covered and not a's own location.
+func (s *sim) covered(a *simAgent, loc string) bool {
+	if key(loc) == key(s.truth.Services[a.key].Location) {
+		return false
+	}
+	for _, l := range s.truth.Covered() {
+		if key(l) == key(loc) {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver brings each watch event the agent has not seen yet with
@@ -147,6 +162,11 @@ func (s *sim) watched(a *simAgent, set Set) bool {
 func (s *sim) deliver(a *simAgent, p float64) {
 	a.view.Services = maps.Clone(s.truth.Services)
 	a.view.Locations = maps.Clone(s.truth.Locations)
+	for k, set := range a.view.Sets {
+		if set.Owner == "" && s.covered(a, set.Location) {
+			delete(a.view.Sets, k) // out of the watch's scope (agent/scope.go)
+		}
+	}
 	if len(s.keys) != len(s.truth.Sets) {
 		s.keys = slices.Sorted(maps.Keys(s.truth.Sets))
 	}
