@@ -125,6 +125,8 @@ type Agent struct {
 	homeOrphanAt time.Time
 	watch        *ldapdir.Watch
 	leaving      bool
+	gone         map[string]bool // services whose sets to search for (queueOrphanScan)
+	scanning     bool            // a scanOrphans goroutine is at work
 	onChange     []func(Change)
 	// incarnations are the lease incarnations this process has held: its
 	// own service entry showing any other one means another process holds
@@ -316,7 +318,7 @@ func (a *Agent) start(ctx context.Context) error {
 	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
-		Filter:       watchFilter(a.selfDN, a.opts.Service.Location, a.startScope(ctx)),
+		Filter:       a.startScope(ctx),
 		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description", "entryCSN"},
 		Poll:         a.opts.Poll,
 		PollInterval: a.opts.PollInterval,

@@ -203,6 +203,10 @@ func TestLastAgentReleasesOnLeave(t *testing.T) {
 
 func TestWatchFilterMatchesWatched(t *testing.T) {
 	v := newView("cn=me,ou=services,dc=example,dc=org", "Texas")
+	if v.watched(smartset.Set{Location: "Japan"}) || !v.watched(smartset.Set{Location: "Texas"}) {
+		t.Errorf("without orphansElsewhere an agent watches the unowned sets of its own location only")
+	}
+	v.orphansElsewhere, v.covered = true, map[string]bool{"california": true}
 	me := "cn=me,ou=services,dc=example,dc=org"
 	other := "cn=other,ou=services,dc=example,dc=org"
 	for _, tc := range []struct {
@@ -211,6 +215,8 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 		want bool
 	}{
 		{"unowned elsewhere", smartset.Set{Location: "Japan"}, true},
+		{"unowned at a covered location", smartset.Set{Location: "California"}, false},
+		{"unowned at home", smartset.Set{Location: "Texas"}, true},
 		{"mine elsewhere", smartset.Set{Location: "Japan", Owner: me}, true},
 		{"other's at home", smartset.Set{Location: "texas", Owner: other}, true},
 		{"other's elsewhere", smartset.Set{Location: "Japan", Owner: other}, false},
@@ -220,8 +226,8 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 			t.Errorf("%s: watched = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	f := watchFilter(me, "Texas", nil)
-	for _, part := range []string{"(owner=" + me + ")", "(!(owner=*))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
+	f := watchFilter(me, "Texas", []string{"California"}, true)
+	for _, part := range []string{"(owner=" + me + ")", "(&(!(owner=*))(!(|(geoLocation=California))))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
 		if !strings.Contains(f, part) {
 			t.Errorf("watch filter %s lacks %s", f, part)
 		}

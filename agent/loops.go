@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -295,7 +297,7 @@ func (a *Agent) applyLocked(ctx context.Context, ev ldapdir.Event) []Change {
 			a.suspectLease()
 		} else {
 			a.log.WithField("service", ch.serviceGone).Info("service gone: looking for its sets")
-			go a.scanOrphans(ctx, ch.serviceGone)
+			a.queueOrphanScan(ctx, ch.serviceGone)
 		}
 	}
 	if inc := ch.self.Incarnation; inc != "" && !a.incarnations[inc] {
@@ -372,31 +374,93 @@ func (a *Agent) notify(changes []Change) {
 	}
 }
 
-// scanOrphans reads the sets of a service that disappeared: they are
-// orphans now, and the watch does not cover those outside this agent's
-// location.
-func (a *Agent) scanOrphans(ctx context.Context, dn string) {
-	var sets []smartset.Set
-	err := retry(ctx, a.log, "search the sets of "+dn, func() error {
-		var err error
-		sets, err = a.reads.SetsOwnedBy(ctx, dn)
-		if sets != nil {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
+// queueOrphanScan asks for the sets of the service dn, which disappeared:
+// they are orphans now, and the watch does not cover those outside this
+// agent's location. The services that go within orphanScanGather of each
+// other are searched for together, one search per orphanScanBatch of them:
+// when many leases go at once (a directory that stalled, a site cut off),
+// every agent would otherwise send one search per lost service, and that
+// storm of searches kept a loaded directory loaded (a hundred agents
+// starting together sent 7,980). a.mu is held.
+func (a *Agent) queueOrphanScan(ctx context.Context, dn string) {
+	if a.gone == nil {
+		a.gone = map[string]bool{}
+	}
+	a.gone[dn] = true
+	if a.scanning {
 		return
 	}
-	var changes []Change
-	a.mu.Lock()
-	for _, s := range sets {
-		changes = append(changes, a.putSetLocked(s)...)
+	a.scanning = true
+	go a.scanOrphans(ctx)
+}
+
+// How the sets of the services that went are searched for.
+const (
+	orphanScanGather = 100 * time.Millisecond
+	orphanScanBatch  = 50
+)
+
+// scanOrphans searches for the sets of the queued services until none is
+// left.
+func (a *Agent) scanOrphans(ctx context.Context) {
+	for {
+		if !pause(ctx, orphanScanGather) {
+			return
+		}
+		a.mu.Lock()
+		var dns []string
+		for dn := range a.gone {
+			if len(dns) == orphanScanBatch {
+				break
+			}
+			dns = append(dns, dn)
+			delete(a.gone, dn)
+		}
+		if len(dns) == 0 {
+			a.scanning = false
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		slices.Sort(dns)
+		var sets []smartset.Set
+		err := retry(ctx, a.log, fmt.Sprintf("search the sets of %d services that went (%s, ...)", len(dns), dns[0]), func() error {
+			var err error
+			sets, err = a.reads.SetsOwnedBy(ctx, dns...)
+			if sets != nil {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return // ctx ended
+		}
+		found := map[string]int{}
+		var changes []Change
+		a.mu.Lock()
+		for _, s := range sets {
+			found[smartset.Key(s.Owner)]++
+			changes = append(changes, a.putSetLocked(s)...)
+		}
+		a.mu.Unlock()
+		a.notify(changes)
+		for _, dn := range dns {
+			a.log.WithFields(logrus.Fields{"service": dn, "orphans": found[smartset.Key(dn)]}).Info("orphans found")
+		}
+		a.poke()
 	}
-	a.mu.Unlock()
-	a.notify(changes)
-	a.log.WithFields(logrus.Fields{"service": dn, "orphans": len(sets)}).Info("orphans found")
-	a.poke()
+}
+
+// pause waits d or until ctx ends; false when ctx ended.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // reconcileLoop reconciles on every kick, on a timer, and when a staggered

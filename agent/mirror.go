@@ -44,9 +44,9 @@ func (a *Agent) resetViewLocked() []Change {
 			changes = append(changes, Change{Set: s, Previous: s, Owned: false})
 		}
 	}
-	covered := a.v.covered // the watch's filter stays
+	elsewhere, covered := a.v.orphansElsewhere, a.v.covered // the watch's filter stays
 	a.v = newView(a.selfDN, a.opts.Service.Location)
-	a.v.covered = covered
+	a.v.orphansElsewhere, a.v.covered = elsewhere, covered
 	a.log.Info("view reset: rebuilding it from the new provider")
 	return changes
 }

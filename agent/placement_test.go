@@ -263,8 +263,12 @@ func TestTheWatchLeavesOutOrphansOfCoveredLocations(t *testing.T) {
 	// a set added at Japan now is claimed by Texas.
 	jp.stop()
 	eventually(t, 15*time.Second, s, ownedAt("Japan", "tcs-texas-1"))
+	deadline = time.Now().Add(10 * time.Second)
+	for strings.Contains(filter(tx), "geoLocation=Japan)))") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if f := filter(tx); strings.Contains(f, "geoLocation=Japan)))") {
-		t.Errorf("Texas's watch filter %s still leaves Japan's orphans out with no agent there", f)
+		t.Fatalf("Texas's watch filter %s still leaves Japan's orphans out with no agent there", f)
 	}
 	start := time.Now()
 	s.Apply(setsAt("jp-later", "Japan", 2))

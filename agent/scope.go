@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"maps"
-	"slices"
 	"time"
 
 	"tcs/smartset"
@@ -21,23 +20,27 @@ import (
 // The sets of a dead owner are not in any watch's orphan scope anyway:
 // every agent searches for them when the owner's lease goes (scanOrphans).
 //
-// The scope follows the live services. A location that loses its last
-// agent of unlimited capacity widens it at once: its sets without an owner
-// are everyone's business now, and the new filter's full refresh brings
-// them. One that gains such an agent narrows it only after the services
-// have been unchanged for scopeSettle, so a start or a churn of many agents
-// changes the filter once rather than once per agent. Every change of
-// filter is a full refresh of the watch (ldapdir.Watch.SetFilter); the view
-// keeps the sets the old filter brought until that refresh ends, and what
-// no longer matches is deleted from it then.
+// An agent starts with the scope the live services call for when it
+// reads them (an agent that starts alone or first watches every unowned
+// set: it may be the best place for any of them), and from then on the
+// scope follows the live services: once the view is synced and the covered
+// locations have stayed the same for scopeSettle, the filter is set to
+// leave out exactly those. A location that loses its last agent of
+// unlimited capacity widens the scope the same way, scopeSettle later.
+// (Starting every agent with none of the other locations' unowned sets was
+// tried: it spared a fleet starting together the widest first refresh,
+// but left an agent with a capacity alone with its location's excess
+// until the others widened, so it took sets beyond its capacity.) Every
+// change of filter is a full refresh of the watch (ldapdir.Watch.SetFilter);
+// the view forgets at once the sets without an owner it no longer watches.
 //
 // A covered location's agent can be stopped (a pause) with its lease still
 // valid: a set added there meanwhile waits for that agent, or for its
-// lease to expire, which widens every other agent's scope; before this,
-// an agent elsewhere could claim it after its rank's wait.
+// lease to expire and scopeSettle; before this, an agent elsewhere could
+// claim it after its rank's wait.
 
-// scopeSettle is how long the services must stay unchanged before the
-// watch's scope narrows.
+// scopeSettle is how long the covered locations must stay the same before
+// the watch's scope changes.
 const scopeSettle = 2 * time.Second
 
 // coveredElsewhere returns the locations of snap that are Covered, other
@@ -72,7 +75,8 @@ func (a *Agent) rescope() {
 }
 
 // scopeLoop keeps the watch's scope of sets without an owner in line with
-// the live services until ctx ends.
+// the live services until ctx ends: a change is made once the view is
+// synced and has shown the same covered locations for scopeSettle.
 func (a *Agent) scopeLoop(ctx context.Context) error {
 	var settle <-chan time.Time
 	for {
@@ -80,76 +84,76 @@ func (a *Agent) scopeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-a.scopeKick:
-			if !a.setScope(false) {
+			if _, change := a.wantScope(); change {
 				settle = time.After(scopeSettle) // (again) from this change on
 			}
 		case <-settle:
 			settle = nil
-			a.setScope(true)
+			a.setScope()
 		}
 	}
 }
 
-// startScope returns the scope for the watch that starts now, from a read
-// of the live services (none when it fails: the widest scope, narrowed
-// once the watch brings the services).
-func (a *Agent) startScope(ctx context.Context) []string {
-	svcs, err := a.reads.Services(ctx)
-	if err != nil {
-		return nil
-	}
-	snap := smartset.NewSnapshot()
-	for _, s := range svcs {
-		snap.Services[smartset.Key(s.DN)] = s
-	}
-	covered := coveredElsewhere(snap, a.opts.Service.Location)
+// wantScope returns the covered locations the live services call for, and
+// whether the watch's scope differs from them. During a refresh the view
+// holds only some of the services (the lease entries, added last, come
+// last): judged then, every covered location would look abandoned, so
+// there is no change until EventSynced asks again.
+func (a *Agent) wantScope() ([]string, bool) {
 	a.mu.Lock()
-	a.v.covered = keySet(covered)
-	a.mu.Unlock()
-	return covered
-}
-
-// setScope sets the watch's filter for the live services if the scope
-// widens, or if narrow and it narrows. It returns false when a narrower
-// scope is left for later.
-func (a *Agent) setScope(narrow bool) bool {
-	a.mu.Lock()
+	defer a.mu.Unlock()
 	if !a.v.synced {
-		// During a refresh the view holds only some of the services (the
-		// lease entries, added last, come last): judged now, every
-		// covered location would look abandoned. EventSynced asks again.
-		a.mu.Unlock()
-		return true
+		return nil, false
 	}
 	want := coveredElsewhere(a.v.snap, a.opts.Service.Location)
+	return want, !a.v.orphansElsewhere || !maps.Equal(keySet(want), a.v.covered)
+}
+
+// setScope sets the watch's filter for the live services when it differs.
+func (a *Agent) setScope() {
+	want, change := a.wantScope()
+	if !change {
+		return
+	}
 	wantKeys := keySet(want)
-	widen := false
-	for k := range a.v.covered {
-		widen = widen || !wantKeys[k]
-	}
-	narrower := !maps.Equal(wantKeys, a.v.covered) && !widen
-	if !widen && (!narrower || !narrow) {
-		a.mu.Unlock()
-		return !narrower
-	}
-	for k := range wantKeys {
-		if a.v.covered[k] {
-			continue
-		}
-		// Newly covered: its sets without an owner leave the watch; the
-		// view forgets them now rather than keep copies nothing updates.
-		for name, s := range a.v.snap.Sets {
-			if s.Owner == "" && smartset.Key(s.Location) == k {
-				a.v.dropSet(name)
+	a.mu.Lock()
+	if a.v.orphansElsewhere {
+		for k := range wantKeys {
+			if a.v.covered[k] {
+				continue
+			}
+			// Newly covered: its sets without an owner leave the watch;
+			// the view forgets them now rather than keep copies nothing
+			// updates.
+			for name, s := range a.v.snap.Sets {
+				if s.Owner == "" && smartset.Key(s.Location) == k {
+					a.v.dropSet(name)
+				}
 			}
 		}
 	}
-	a.v.covered = wantKeys
+	a.v.covered, a.v.orphansElsewhere = wantKeys, true
 	w := a.watch
 	a.mu.Unlock()
 	// Outside a.mu: ending the watch's session may wait for its reader,
 	// which may be handing an event to the loop that needs a.mu.
-	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want))
-	a.log.WithField("covered", slices.Collect(maps.Keys(wantKeys))).Debug("watch scope of sets without an owner changed")
-	return true
+	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want, true))
+	a.log.WithField("covered", want).Debug("watch scope of sets without an owner changed")
+}
+
+// startScope returns the watch filter an agent starts with, from one read
+// of the live services (the widest when it fails; the scope loop narrows
+// it once the watch brings the services).
+func (a *Agent) startScope(ctx context.Context) string {
+	snap := smartset.NewSnapshot()
+	if svcs, err := a.reads.Services(ctx); err == nil {
+		for _, s := range svcs {
+			snap.Services[smartset.Key(s.DN)] = s
+		}
+	}
+	covered := coveredElsewhere(snap, a.opts.Service.Location)
+	a.mu.Lock()
+	a.v.orphansElsewhere, a.v.covered = true, keySet(covered)
+	a.mu.Unlock()
+	return watchFilter(a.selfDN, a.opts.Service.Location, covered, true)
 }

@@ -130,9 +130,13 @@ func (d *Dir) Sets(ctx context.Context, filter string) ([]smartset.Set, error) {
 	return convert(es, ToSet)
 }
 
-// SetsOwnedBy reads the sets whose owner is the service ownerDN.
-func (d *Dir) SetsOwnedBy(ctx context.Context, ownerDN string) ([]smartset.Set, error) {
-	return d.Sets(ctx, "(owner="+ldap.EscapeFilter(ownerDN)+")")
+// SetsOwnedBy reads the sets whose owner is one of the services ownerDN.
+func (d *Dir) SetsOwnedBy(ctx context.Context, ownerDN ...string) ([]smartset.Set, error) {
+	var or strings.Builder
+	for _, dn := range ownerDN {
+		or.WriteString("(owner=" + ldap.EscapeFilter(dn) + ")")
+	}
+	return d.Sets(ctx, "(|"+or.String()+")")
 }
 
 // SetNamesOwnedBy returns the names of the sets whose owner is ownerDN,
