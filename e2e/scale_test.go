@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"tcs/internal/ldaptest"
+	"tcs/ldapdir"
 	"tcs/smartset"
 )
 
@@ -51,22 +54,43 @@ func BenchmarkScale(b *testing.B) {
 	s.srv.Apply(setsLDIF("scale", nSets, names...))
 	b.Logf("loaded %d sets in %v", nSets, time.Since(loadStart).Round(time.Millisecond))
 
+	// The accounts exist before the fleet starts, as an operator makes
+	// them; made one by one between the starts (an ldapmodify each), they
+	// spread the start over minutes.
+	agentName := func(i int) string { return fmt.Sprintf("tcs-site%02d-%d", i%nLocs, i/nLocs) }
+	for i := range nAgents {
+		s.account(agentName(i))
+	}
 	start := time.Now()
 	var agents []*agentProc
 	for i := range nAgents {
-		agents = append(agents, s.start(fmt.Sprintf("tcs-site%02d-%d", i%nLocs, i/nLocs), names[i%nLocs], `[placement]`, `reconcile_interval = "5s"`))
+		agents = append(agents, s.start(agentName(i), names[i%nLocs], `[placement]`, `reconcile_interval = "5s"`))
 	}
-	// Reading every set is itself load on slapd: read it every 2 s (one
-	// more reader, not a busy one); the time is that of the read that
-	// found every set placed, from its start.
+	b.Logf("%d agents started in %v", nAgents, time.Since(start).Round(time.Millisecond))
+	// Reading every set is itself load on slapd (and a slow reader of
+	// 100,000 entries holds one of its threads): every 2 s, ask each
+	// location for one set not owned by an agent of its own (at most one
+	// entry each); once none is left, one full read confirms. The time is
+	// that of the check that found every set placed, from its start.
+	conn, err := ldap.DialURL(s.srv.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Bind(s.srv.BindDN, s.srv.Password); err != nil {
+		b.Fatal(err)
+	}
 	var took time.Duration
 	for {
 		at := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		snap, err := s.dir.Snapshot(ctx)
-		cancel()
-		if snap != nil {
-			err = everySetAtHome(snap, nAgents)
+		err := misplaced(conn, s.dir, names, nAgents)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			snap, serr := s.dir.Snapshot(ctx)
+			cancel()
+			if err = serr; snap != nil {
+				err = everySetAtHome(snap, nAgents)
+			}
 		}
 		if err == nil {
 			took = at.Sub(start)
@@ -87,6 +111,40 @@ func BenchmarkScale(b *testing.B) {
 	r.add("scale: agent memory (RSS) mean / max", fmt.Sprintf("%.1f MiB / %.1f MiB", float64(total)/float64(len(agents))/1024, float64(peak)/1024), "reported", "")
 	r.add("scale: slapd memory (RSS)", fmt.Sprintf("%.1f MiB", float64(slapdRSS(s))/1024), "reported", "")
 	r.add(fmt.Sprintf("scale: %d locations", nLocs), "", "", "")
+}
+
+// misplaced reports a location with a set not owned by a live agent of its
+// own, reading at most one entry per location, or that fewer than n agents
+// are registered.
+func misplaced(conn *ldap.Conn, d *ldapdir.Dir, locations []string, n int) error {
+	res, err := conn.Search(ldap.NewSearchRequest(d.ServicesDN(), ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=tcsService)", []string{"geoLocation"}, nil))
+	if err != nil {
+		return err
+	}
+	if len(res.Entries) != n {
+		return fmt.Errorf("%d agents registered", len(res.Entries))
+	}
+	at := map[string][]string{}
+	for _, e := range res.Entries {
+		l := smartset.Key(e.GetAttributeValue("geoLocation"))
+		at[l] = append(at[l], e.DN)
+	}
+	for _, l := range locations {
+		var owners strings.Builder
+		for _, dn := range at[smartset.Key(l)] {
+			owners.WriteString("(owner=" + ldap.EscapeFilter(dn) + ")")
+		}
+		res, err := conn.Search(ldap.NewSearchRequest(d.SetsDN(), ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 1, 0, false,
+			"(&(objectClass=smartSet)(geoLocation="+ldap.EscapeFilter(l)+")(!(|"+owners.String()+")))", []string{"1.1"}, nil))
+		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			return err
+		}
+		if res != nil && len(res.Entries) > 0 {
+			return fmt.Errorf("%s is not owned by an agent of %s", res.Entries[0].DN, l)
+		}
+	}
+	return nil
 }
 
 // everySetAtHome reports the first set not owned by a live agent of its
