@@ -203,10 +203,7 @@ func TestLastAgentReleasesOnLeave(t *testing.T) {
 
 func TestWatchFilterMatchesWatched(t *testing.T) {
 	v := newView("cn=me,ou=services,dc=example,dc=org", "Texas")
-	if v.watched(smartset.Set{Location: "Japan"}) || !v.watched(smartset.Set{Location: "Texas"}) {
-		t.Errorf("without orphansElsewhere an agent watches the unowned sets of its own location only")
-	}
-	v.orphansElsewhere, v.covered = true, map[string]bool{"california": true}
+	v.covered = map[string]bool{"california": true}
 	me := "cn=me,ou=services,dc=example,dc=org"
 	other := "cn=other,ou=services,dc=example,dc=org"
 	for _, tc := range []struct {
@@ -226,7 +223,7 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 			t.Errorf("%s: watched = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	f := watchFilter(me, "Texas", []string{"California"}, true)
+	f := watchFilter(me, "Texas", []string{"California"})
 	for _, part := range []string{"(owner=" + me + ")", "(&(!(owner=*))(!(|(geoLocation=California))))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
 		if !strings.Contains(f, part) {
 			t.Errorf("watch filter %s lacks %s", f, part)

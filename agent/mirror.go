@@ -44,9 +44,9 @@ func (a *Agent) resetViewLocked() []Change {
 			changes = append(changes, Change{Set: s, Previous: s, Owned: false})
 		}
 	}
-	elsewhere, covered := a.v.orphansElsewhere, a.v.covered // the watch's filter stays
+	covered := a.v.covered // the watch's filter stays
 	a.v = newView(a.selfDN, a.opts.Service.Location)
-	a.v.orphansElsewhere, a.v.covered = elsewhere, covered
+	a.v.covered = covered
 	a.log.Info("view reset: rebuilding it from the new provider")
 	return changes
 }

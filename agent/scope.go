@@ -106,7 +106,7 @@ func (a *Agent) wantScope() ([]string, bool) {
 		return nil, false
 	}
 	want := coveredElsewhere(a.v.snap, a.opts.Service.Location)
-	return want, !a.v.orphansElsewhere || !maps.Equal(keySet(want), a.v.covered)
+	return want, !maps.Equal(keySet(want), a.v.covered)
 }
 
 // setScope sets the watch's filter for the live services when it differs.
@@ -117,27 +117,24 @@ func (a *Agent) setScope() {
 	}
 	wantKeys := keySet(want)
 	a.mu.Lock()
-	if a.v.orphansElsewhere {
-		for k := range wantKeys {
-			if a.v.covered[k] {
-				continue
-			}
-			// Newly covered: its sets without an owner leave the watch;
-			// the view forgets them now rather than keep copies nothing
-			// updates.
-			for name, s := range a.v.snap.Sets {
-				if s.Owner == "" && smartset.Key(s.Location) == k {
-					a.v.dropSet(name)
-				}
+	for k := range wantKeys {
+		if a.v.covered[k] {
+			continue
+		}
+		// Newly covered: its sets without an owner leave the watch; the
+		// view forgets them now rather than keep copies nothing updates.
+		for name, s := range a.v.snap.Sets {
+			if s.Owner == "" && smartset.Key(s.Location) == k {
+				a.v.dropSet(name)
 			}
 		}
 	}
-	a.v.covered, a.v.orphansElsewhere = wantKeys, true
+	a.v.covered = wantKeys
 	w := a.watch
 	a.mu.Unlock()
 	// Outside a.mu: ending the watch's session may wait for its reader,
 	// which may be handing an event to the loop that needs a.mu.
-	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want, true))
+	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want))
 	a.log.WithField("covered", want).Debug("watch scope of sets without an owner changed")
 }
 
@@ -153,7 +150,7 @@ func (a *Agent) startScope(ctx context.Context) string {
 	}
 	covered := coveredElsewhere(snap, a.opts.Service.Location)
 	a.mu.Lock()
-	a.v.orphansElsewhere, a.v.covered = true, keySet(covered)
+	a.v.covered = keySet(covered)
 	a.mu.Unlock()
-	return watchFilter(a.selfDN, a.opts.Service.Location, covered, true)
+	return watchFilter(a.selfDN, a.opts.Service.Location, covered)
 }

@@ -24,13 +24,11 @@ type view struct {
 	byUUID   map[string]string // entryUUID -> DN key, to place deletes
 	uuidOf   map[string]string // DN key -> entryUUID of the entry the view holds
 	synced   bool
-	// orphansElsewhere: the watch includes sets without an owner outside
-	// this agent's location, except those of the covered locations (keys):
-	// the locations, other than its own, with a live agent of unlimited
-	// capacity (smartset.Snapshot.Covered) when the watch's filter was
-	// made. An agent starts without them (see scope.go).
-	orphansElsewhere bool
-	covered          map[string]bool
+	// covered holds the keys of the locations, other than its own, whose
+	// sets without an owner the watch leaves out: those with a live agent
+	// of unlimited capacity (smartset.Snapshot.Covered) when the watch's
+	// filter was made (see scope.go).
+	covered map[string]bool
 }
 
 func newView(selfDN, location string) *view {
@@ -45,17 +43,12 @@ func newView(selfDN, location string) *view {
 
 // watchFilter is the LDAP filter of everything an agent watches: services,
 // locations, and the sets that concern it: its own, those it asked for,
-// every set of its location, and with elsewhere the sets without an owner
-// of the other locations but the covered ones (names), which an agent
-// there takes.
-func watchFilter(selfDN, location string, covered []string, elsewhere bool) string {
+// every set of its location, and the sets without an owner of the other
+// locations but the covered ones (names), which an agent there takes.
+func watchFilter(selfDN, location string, covered []string) string {
 	me := ldapdir.EscapeFilter(selfDN)
-	orphans := ""
-	switch {
-	case !elsewhere:
-	case len(covered) == 0:
-		orphans = "(!(owner=*))"
-	default:
+	orphans := "(!(owner=*))"
+	if len(covered) > 0 {
 		var not strings.Builder
 		for _, l := range covered {
 			not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(l) + ")")
@@ -69,7 +62,7 @@ func watchFilter(selfDN, location string, covered []string, elsewhere bool) stri
 // watched reports whether the watch keeps set s current in the view (the
 // set-part of watchFilter evaluated locally).
 func (v *view) watched(s smartset.Set) bool {
-	return (s.Owner == "" && v.orphansElsewhere && !v.covered[smartset.Key(s.Location)]) || smartset.Key(s.Owner) == v.self ||
+	return (s.Owner == "" && !v.covered[smartset.Key(s.Location)]) || smartset.Key(s.Owner) == v.self ||
 		smartset.Key(s.Location) == v.location || (s.ReleaseRequest != "" && smartset.Key(s.ReleaseRequest) == v.self)
 }
 
