@@ -116,6 +116,15 @@ func (c *Client) Get(ctx context.Context, set string) (Table, error) {
 // fetch asks the agents for set's table until one answers with a table
 // above the set's mark and, when index > 0, above index (a blocking read
 // of wait). A blocking read that ends with the same table returns it too.
+//
+// It asks in rounds, each agent once per round. An agent that cannot be
+// reached is not asked again in that round, directly or by a redirect (a
+// paused owner would hold each request until it times out). A 503 does
+// not stop the round: another agent may already know the new owner; its
+// Retry-After is honoured by the pause before the next round. Between
+// rounds without an answer the pause doubles from 50–100 ms up to
+// RetryAfter, jitter included, so a new owner is found at most about
+// RetryAfter after it took the set.
 func (c *Client) fetch(ctx context.Context, set string, index int64, wait time.Duration) (Table, error) {
 	backoff := 100 * time.Millisecond
 	lastErr := make([]error, len(c.endpoints)) // per endpoint: what it last said
@@ -124,9 +133,10 @@ func (c *Client) fetch(ctx context.Context, set string, index int64, wait time.D
 	}
 	for {
 		start := c.first()
+		r := round{unreachable: map[string]error{}}
 		for i := range c.endpoints {
 			ep := (start + i) % len(c.endpoints)
-			t, retryAfter, err := c.ask(ctx, c.endpoints[ep], set, index, wait)
+			t, retryAfter, err := c.ask(ctx, &r, c.endpoints[ep], set, index, wait)
 			switch {
 			case err == nil:
 				if mark := c.mark(set); t.Epoch < mark.epoch || (t.Epoch == mark.epoch && t.Index < mark.index) {
@@ -146,24 +156,32 @@ func (c *Client) fetch(ctx context.Context, set string, index int64, wait time.D
 				return Table{}, ended()
 			}
 			lastErr[ep] = err
-			if retryAfter > 0 {
-				// 503: the set is changing hands or this agent is fenced.
-				if !c.sleep(ctx, retryAfter+c.jitter(retryAfter/4)) {
-					return Table{}, ended()
-				}
-			}
+			r.retryAfter = max(r.retryAfter, retryAfter)
 		}
-		// A whole round without an answer: back off before the next.
-		if !c.sleep(ctx, backoff+c.jitter(backoff/2)) {
+		pause := backoff/2 + c.jitter(backoff/2)
+		if r.retryAfter > 0 {
+			// A 503 said when to ask again: the set is changing hands or
+			// the agent is fenced.
+			pause = r.retryAfter + c.jitter(r.retryAfter/4)
+		}
+		if !c.sleep(ctx, pause) {
 			return Table{}, ended()
 		}
-		backoff = min(backoff*2, c.opts.RetryAfter*2)
+		backoff = min(backoff*2, c.opts.RetryAfter)
 	}
 }
 
-// ask sends one request for set to base, following 307s. It returns the
-// table of a 200, or the pause a 503 asked for, or an error.
-func (c *Client) ask(ctx context.Context, base *url.URL, set string, index int64, wait time.Duration) (Table, time.Duration, error) {
+// round is what one round of fetch learnt: the hosts that could not be
+// reached, and the longest Retry-After of a 503.
+type round struct {
+	unreachable map[string]error // host:port → the error
+	retryAfter  time.Duration
+}
+
+// ask sends one request for set to base, following 307s, except to a host
+// r found unreachable: it is marked there when its request fails. It
+// returns the table of a 200, or the pause a 503 asked for, or an error.
+func (c *Client) ask(ctx context.Context, r *round, base *url.URL, set string, index int64, wait time.Duration) (Table, time.Duration, error) {
 	q := url.Values{}
 	timeout := c.opts.Timeout
 	if index > 0 {
@@ -186,9 +204,15 @@ func (c *Client) ask(ctx context.Context, base *url.URL, set string, index int64
 		if err != nil {
 			return Table{}, 0, fmt.Errorf("client: %s: %w", u, err)
 		}
+		if err, ok := r.unreachable[req.URL.Host]; ok {
+			return Table{}, 0, fmt.Errorf("client: %s: not asked, unreachable in this round: %w", u, err)
+		}
 		req.Header.Set("Accept", "application/json")
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			if ctx.Err() == nil {
+				r.unreachable[req.URL.Host] = err
+			}
 			return Table{}, 0, fmt.Errorf("client: %s: %w", u, err)
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))

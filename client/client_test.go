@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -82,6 +84,53 @@ func TestFailoverAndRetry(t *testing.T) {
 	}
 	if took := time.Since(start); took < 1400*time.Millisecond {
 		t.Fatalf("answered after %v, before the set was owned", took)
+	}
+}
+
+// A 503 does not hold the client at that agent: the next one, which may
+// already know the new owner, is asked at once (before, the client slept
+// the 503's Retry-After of 1 s first, and a Watch saw the new owner of a
+// failover that much later).
+func TestA503SendsToTheNextAgentAtOnce(t *testing.T) {
+	a, b := startAgent(t, "a"), startAgent(t, "b")
+	a.orphan("s") // a's view lags: no live owner, 503 with Retry-After: 1
+	b.own("s", 2, 1, "x")
+	c := newClient(t, client.Options{}, a.url, b.url)
+	start := time.Now()
+	tab, err := c.Get(ctxT(t, 10*time.Second), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); !strings.HasPrefix(tab.Agent, b.url) || took >= 900*time.Millisecond {
+		t.Fatalf("got %+v after %v: want b's table without waiting a's Retry-After of 1s", tab, took)
+	}
+}
+
+// An agent that accepts requests and never answers (a paused owner) costs
+// one timeout per round: after it, a redirect to it and a request to it
+// as an endpoint are not sent in that round.
+func TestAHungAgentIsAskedOncePerRound(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hung.Close)
+	a, b := startAgent(t, "a"), startAgent(t, "b")
+	a.pointTo("s", &agent{name: "hung", url: hung.URL}, 1) // a's view lags: the paused owner
+	b.own("s", 2, 1, "x")
+	c := newClient(t, client.Options{Timeout: 300 * time.Millisecond}, a.url, hung.URL, b.url)
+	tab, err := c.Get(ctxT(t, 10*time.Second), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.HasPrefix(tab.Agent, b.url) || asked != 1 {
+		t.Fatalf("got %+v; the hung agent was asked %d times, want once", tab, asked)
 	}
 }
 

@@ -4,9 +4,12 @@
 // A Client knows a list of agent endpoints; any agent answers for any set
 // (with a 307 to the set's owner, which the client follows, at most
 // Options.MaxRedirects times). When an agent cannot be reached the client
-// fails over to the next one; a 503 (the set is changing hands, or the
-// agent is fenced) is retried after its Retry-After, with jitter, on
-// another agent.
+// fails over to the next one, and does not ask that agent again, directly
+// or by a redirect, until every other has been asked. A 503 (the set is
+// changing hands, or the agent is fenced) sends the client to the next
+// agent at once, which may already know the new owner; no agent is asked
+// again before the Retry-After (with jitter) it gave. When no agent
+// answers, the pause between rounds grows to at most Options.RetryAfter.
 //
 // Fencing outward, enforced: every table carries its owner's epoch
 // (TCS-Epoch) and an index that only grows (TCS-Index, epoch<<32 | the
