@@ -88,9 +88,10 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
 	})
 	a.m.BatchTransactions.WithLabelValues("committed").Add(float64(stats.Transactions))
 	a.m.BatchTransactions.WithLabelValues("aborted").Add(float64(stats.Aborted))
+	a.m.WriteWindow.Set(float64(stats.Window))
 	if len(ps) > 1 || stats.Aborted > 0 {
 		a.log.WithFields(logrus.Fields{"writes": len(ps), "transactions": stats.Transactions, "aborted": stats.Aborted,
-			"single": stats.Single, "took": time.Since(start).Round(time.Millisecond)}).Debug("batch written")
+			"single": stats.Single, "window": stats.Window, "took": time.Since(start).Round(time.Millisecond)}).Debug("batch written")
 	}
 	// Successes first (cheap, in order), then the failures, whose re-reads
 	// go several at a time.

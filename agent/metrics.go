@@ -2,6 +2,8 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"tcs/ldapdir"
 )
 
 // Metrics are the agent's Prometheus metrics.
@@ -18,6 +20,10 @@ type Metrics struct {
 	// BatchTransactions counts RFC 5805 transactions of batched writes by
 	// result (committed, aborted: a lost race, nothing applied, retried).
 	BatchTransactions *prometheus.CounterVec
+	// WriteWindow is how many single ownership writes the agent lets be
+	// in flight, after its last batch: 16 at most, fewer while the
+	// directory answers writes slower than a tenth of the lease TTL.
+	WriteWindow prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -56,7 +62,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BatchTransactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tcs_batch_transactions_total", Help: "RFC 5805 transactions of batched ownership writes, by result (committed, aborted).",
 		}, []string{"result"}),
+		WriteWindow: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcs_write_window", Help: "Single ownership writes this agent lets be in flight (at most 16; fewer while the directory answers writes slower than a tenth of the lease TTL).",
+		}),
 	}
+	m.WriteWindow.Set(ldapdir.MaxWritesInFlight)
 	// Every label value a dashboard may query exists from the start, at 0.
 	for _, reason := range []string{"orphan", "better-placed", "leave"} {
 		m.OwnershipChanges.WithLabelValues(reason)
@@ -69,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.SetsOwned, m.OwnershipChanges, m.CASConflicts, m.Writes, m.LeaseRefresh,
-			m.LeaseFailures, m.Fenced, m.WatchReconnects, m.ReconcileSeconds, m.BatchTransactions)
+			m.LeaseFailures, m.Fenced, m.WatchReconnects, m.ReconcileSeconds, m.BatchTransactions, m.WriteWindow)
 	}
 	return m
 }

@@ -100,6 +100,10 @@ type BatchStats struct {
 	Transactions int // committed
 	Aborted      int // ended with a failure (nothing applied) and retried without the losers
 	Single       int // writes sent one by one (transactions off or not offered, or a fallback)
+	// Window is how many single writes the Dir lets be in flight after
+	// the batch (see window): below the most (16), the server answered
+	// slower than Config.WriteTarget.
+	Window int
 }
 
 // Batch tuning. The size bounds how long one commit holds slapd's single
@@ -107,7 +111,12 @@ type BatchStats struct {
 // the README's benchmark section for the measurement behind the default.
 const (
 	DefaultBatchSize = 500
-	pipeline         = 16 // requests in flight on one connection
+	// DefaultWriteTarget: single writes slower than this shrink the
+	// write window (Config.WriteTarget).
+	DefaultWriteTarget = 250 * time.Millisecond
+	pipeline           = 16 // requests in flight on one connection, at most
+	// MaxWritesInFlight is the write window's size when writes are fast.
+	MaxWritesInFlight = pipeline
 	// txnSettle is the pause between the last queued modify's answer and
 	// End Transaction. Measured on slapd 2.5.13: with no pause, slapd
 	// crashed within about 100 one-modify transactions; with 2ms it ran
@@ -142,6 +151,7 @@ func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func() error)
 	for i := range writes {
 		writes[i].floor = floor
 	}
+	defer func() { stats.Window = int(d.writes.size()) }()
 	if !d.useTxn(ctx) {
 		d.writeSingle(ctx, writes, idx(len(writes)), results, gate)
 		stats.Single = len(writes)
@@ -330,20 +340,31 @@ func (d *Dir) reread(ctx context.Context, writes []Write, part []int) []Result {
 }
 
 // writeSingle writes writes[part] one compare-and-swap at a time, pipelined
-// on the shared connection.
+// on the shared connection, as many in flight as the Dir's write window
+// allows (see window).
 func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, results []Result, gate func() error) {
 	d.pipelined(len(part), func(k int) {
 		i := part[k]
 		w := writes[i]
-		if err := gate(); err != nil {
+		if err := d.writes.acquire(ctx); err != nil {
+			results[i] = Result{Err: err}
+			return
+		}
+		var took time.Duration
+		defer func() { d.writes.release(took) }()
+		if err := gate(); err != nil { // after the wait: the lease may have gone meanwhile
 			results[i] = Result{Err: err}
 			return
 		}
 		req, err := w.modify(d.SetDN(w.Set.Name))
 		if err == nil {
+			start := time.Now()
 			err = d.do(ctx, fmt.Sprintf("write %s at epoch %d", d.SetDN(w.Set.Name), w.Set.Epoch), func(c *ldap.Conn) error {
 				return c.Modify(req)
 			})
+			if ctx.Err() == nil {
+				took = time.Since(start) // answered, refused (a lost race) or timed out: all say how loaded the server is
+			}
 		}
 		if err != nil {
 			results[i] = Result{Err: err}

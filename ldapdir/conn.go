@@ -46,7 +46,12 @@ type Config struct {
 	Transactions TxnMode
 	// BatchSize bounds the modifies of one transaction (DefaultBatchSize).
 	BatchSize int
-	Logger    logrus.FieldLogger
+	// WriteTarget is the latency of single writes above which the Dir
+	// sends fewer at once (DefaultWriteTarget; see window). An agent
+	// sets it to a tenth of its lease TTL: its own and other agents'
+	// lease refreshes queue behind the writes in flight.
+	WriteTarget time.Duration
+	Logger      logrus.FieldLogger
 }
 
 func (c *Config) fill() error {
@@ -67,6 +72,9 @@ func (c *Config) fill() error {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.WriteTarget <= 0 {
+		c.WriteTarget = DefaultWriteTarget
 	}
 	if c.Logger == nil {
 		l := logrus.New()
@@ -223,6 +231,8 @@ type Dir struct {
 	// track follows which provider a frontend sends this Dir and its
 	// clones to (MirrorMode); shared by them.
 	track *tracker
+	// writes bounds the single writes in flight; shared by clones.
+	writes *window
 
 	mu      sync.Mutex
 	conn    *ldap.Conn
@@ -251,7 +261,8 @@ func Open(cfg Config) (*Dir, error) {
 }
 
 func newDir(cfg Config, log logrus.FieldLogger) *Dir {
-	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}, track: &tracker{}}
+	return &Dir{cfg: cfg, log: log, backoff: backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}, track: &tracker{},
+		writes: newWindow(cfg.WriteTarget, pipeline)}
 }
 
 // Clone returns a new Dir with the same configuration and a connection of

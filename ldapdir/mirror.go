@@ -104,6 +104,7 @@ func (d *Dir) EpochFloor() int64 { return d.track.epochFloor() }
 func (d *Dir) sibling(cfg Config) *Dir {
 	s := newDir(cfg, d.log)
 	s.track = d.track
+	s.writes = d.writes
 	s.servers = d.servers
 	return s
 }

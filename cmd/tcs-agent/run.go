@@ -253,7 +253,11 @@ func openDir(cfg *config.Config, log logrus.FieldLogger) (*ldapdir.Dir, error) {
 		Timeout:      d.Timeout.Duration,
 		Transactions: ldapdir.TxnMode(d.Transactions),
 		BatchSize:    d.BatchSize,
-		ReadURLs:     d.ReadURLs,
-		Logger:       log,
+		// Lease refreshes, this agent's and others', queue behind the
+		// writes in flight: keeping those under TTL/10 leaves a refresh
+		// (every TTL/3) most of its time.
+		WriteTarget: d.LeaseTTL.Duration / 10,
+		ReadURLs:    d.ReadURLs,
+		Logger:      log,
 	})
 }
