@@ -56,7 +56,7 @@ func watchFilter(selfDN, location string, covered []string) string {
 		orphans = "(&(!(owner=*))(!(|" + not.String() + ")))"
 	}
 	return "(|(objectClass=tcsService)(objectClass=tcsLocation)(&(objectClass=smartSet)(|" +
-		"(owner=" + me + ")" + orphans + "(geoLocation=" + ldapdir.EscapeFilter(location) + ")(tcsReleaseRequest=" + me + "))))"
+		"(owner=" + me + ")" + orphans + "(geoLocation=" + ldapdir.EscapeFilter(location) + ")" + ldapdir.RequestedBy(selfDN) + ")))"
 }
 
 // watched reports whether the watch keeps set s current in the view (the

@@ -13,7 +13,7 @@ import (
 func (d *Dir) Load(ctx context.Context, serviceDN string) (int, error) {
 	dn := ldap.EscapeFilter(serviceDN)
 	es, err := d.search(ctx, d.SetsDN(), ldap.ScopeWholeSubtree,
-		"(&(objectClass=smartSet)(|(owner="+dn+")(tcsReleaseRequest="+dn+")))", []string{"1.1"})
+		"(&(objectClass=smartSet)(|(owner="+dn+")"+RequestedBy(serviceDN)+"))", []string{"1.1"})
 	if err != nil {
 		return 0, err
 	}

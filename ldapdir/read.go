@@ -262,3 +262,15 @@ func convertAll[T any](es []Entry, to func(Entry) (T, error)) ([]T, error) {
 
 // EscapeFilter escapes a value for use inside an LDAP filter (RFC 4515).
 func EscapeFilter(v string) string { return ldap.EscapeFilter(v) }
+
+// RequestedBy is a filter matching sets that serviceDN asked to have
+// handed over (tcsReleaseRequest = serviceDN). The presence test comes
+// first, for slapd's sake: testing a value of tcsReleaseRequest against
+// an entry checks the access rule for that value, whose val.regex makes
+// glibc's regexec take the compiled pattern's lock. A watch filter that
+// tested it on every set serialised slapd: 100 agents' watches over
+// 100,000 sets had 98 of 116 threads waiting in regexec. Presence is
+// checked without a value (no regex), and almost no set has a request.
+func RequestedBy(serviceDN string) string {
+	return "(&(tcsReleaseRequest=*)(tcsReleaseRequest=" + ldap.EscapeFilter(serviceDN) + "))"
+}
