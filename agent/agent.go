@@ -315,6 +315,31 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.register(ctx); err != nil {
 		return err
 	}
+	// The lease is refreshed while the agent starts, not only once it has:
+	// the first refresh of the watch on a loaded directory can take longer
+	// than the TTL (a hundred agents starting together each lost the lease
+	// they had just registered). A lease lost meanwhile is found by
+	// keepLease, which registers again; no write is sent without a valid
+	// lease either way.
+	a.mu.Lock()
+	registered := a.lease
+	a.mu.Unlock()
+	holdCtx, stopHold := context.WithCancel(ctx)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		registered.Run(holdCtx, a.opts.RenewDeadline, func(err error, took time.Duration) {
+			a.m.LeaseRefresh.Observe(took.Seconds())
+			if err != nil {
+				a.m.LeaseFailures.Inc()
+				a.log.WithError(err).WithField("took", took).Debug("lease refresh failed while starting")
+			}
+		})
+	}()
+	defer func() {
+		stopHold()
+		<-held
+	}()
 	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
@@ -382,7 +407,11 @@ func (a *Agent) register(ctx context.Context) error {
 		a.mu.Unlock()
 		svc := a.opts.Service
 		svc.Incarnation = inc
-		l, err := a.leaseDir.Register(ctx, svc, a.opts.LeaseTTL)
+		l, err := a.leaseDir.RegisterAgain(ctx, svc, a.opts.LeaseTTL, func(inc string) bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.incarnations[inc] // an earlier registration of this process
+		})
 		if errors.Is(err, ldapdir.ErrNameHeld) || errors.Is(err, ldapdir.ErrNoDDS) {
 			return permanent{err}
 		}

@@ -239,6 +239,36 @@ func TestLeaseExpiryIsWatched(t *testing.T) {
 	}
 }
 
+// Run counts its first refresh from the last renewal, not from its own
+// start: a Run that takes over from another (the agent keeps its lease
+// while it starts, then hands it to the loop that keeps it after) leaves
+// no gap, and one started late refreshes at once.
+func TestLeaseRunCountsFromTheLastRenewal(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	l, err := d.Register(ctx, smartset.Service{Name: "a1", Location: "Japan", Endpoint: "http://127.0.0.1:2"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	every := ldapdir.Every(2*time.Second, 2*time.Second) // 666ms
+	time.Sleep(every + every/2)                          // past due
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	before := l.LastRenew()
+	started := time.Now()
+	go l.Run(runCtx, 2*time.Second, nil)
+	for l.LastRenew().Equal(before) {
+		if time.Since(started) > 5*time.Second {
+			t.Fatal("Run did not refresh within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := l.LastRenew().Sub(started); took > every/3 {
+		t.Fatalf("a Run started past due refreshed %v after it started; want at once (the renewal is %v overdue)", took, every/2)
+	}
+}
+
 // A lease kept by Run outlives its TTL; Close deletes it.
 func TestLeaseRunAndClose(t *testing.T) {
 	s := ldaptest.Start(t)

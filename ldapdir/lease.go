@@ -13,6 +13,7 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
+	"github.com/sirupsen/logrus"
 
 	"tcs/smartset"
 )
@@ -97,6 +98,23 @@ type holder struct {
 // or replaced by another process's, a live process holds the name and
 // Register returns a *HeldError (ErrNameHeld) without having written.
 func (d *Dir) Register(ctx context.Context, svc smartset.Service, ttl time.Duration) (*Lease, error) {
+	return d.RegisterAgain(ctx, svc, ttl, nil)
+}
+
+// RegisterAgain is Register for a process that registered before: an
+// existing entry whose incarnation mine reports as one of this process's
+// own is deleted (asserting that incarnation) instead of waited for. Such
+// an entry is an earlier registration of this process whose answer was
+// lost (an add that timed out here and was applied by the server), or the
+// lease it has given up; no other process knows its random incarnation, so
+// none can be acting under it. Waiting instead made a process on an
+// overloaded directory refuse its own name: the entry it had just added
+// outlived its expiry while dds's purge lagged, which reads as a live
+// holder (a hundred agents starting together; README, Benchmarks).
+// Deleting it is what its expiry would do: the other agents see the
+// service gone and take its sets, which this process does not act on
+// until it has registered again and re-read them.
+func (d *Dir) RegisterAgain(ctx context.Context, svc smartset.Service, ttl time.Duration, mine func(incarnation string) bool) (*Lease, error) {
 	if ttl < time.Second || ttl%time.Second != 0 {
 		return nil, fmt.Errorf("ldapdir: lease TTL %v must be a whole number of seconds, at least 1s", ttl)
 	}
@@ -115,6 +133,17 @@ func (d *Dir) Register(ctx context.Context, svc smartset.Service, ttl time.Durat
 		}
 		if !errors.Is(err, ErrExists) {
 			return nil, err
+		}
+		if mine != nil {
+			h, err := d.readHolder(ctx, dn)
+			if err == nil && mine(h.incarnation) {
+				d.log.WithFields(logrus.Fields{"dn": dn, "incarnation": h.incarnation}).
+					Info("the lease entry is an earlier registration of this process: deleting it and registering again")
+				if err := d.deleteLease(ctx, dn, h.incarnation); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
 		if err := d.awaitExpiry(ctx, dn); err != nil {
 			return nil, err
@@ -336,15 +365,20 @@ func Every(ttl, deadline time.Duration) time.Duration {
 	return min(ttl/3, deadline/2)
 }
 
-// Run refreshes the lease every Every(TTL, deadline) until ctx ends or the
-// lease is lost, calling report after every refresh with its error (nil on
-// success; report may be nil). A failed refresh is retried at a quicker
-// pace. Run returns ErrLeaseLost when the entry is gone, ctx.Err() when ctx
-// ends.
+// Run refreshes the lease every Every(TTL, deadline), the first time that
+// long after the last renewal (so one Run can take over from another
+// without a gap), until ctx ends or the lease is lost, calling report after
+// every refresh with its error (nil on success; report may be nil). A
+// failed refresh is retried at a quicker pace. Run returns ErrLeaseLost
+// when the entry is gone, ctx.Err() when ctx ends.
 func (l *Lease) Run(ctx context.Context, deadline time.Duration, report func(err error, took time.Duration)) error {
 	every := Every(l.ttl, deadline)
 	retry := max(every/4, 50*time.Millisecond)
-	t := time.NewTimer(every)
+	first := every
+	if last := l.LastRenew(); !last.IsZero() {
+		first = max(every-l.now().Sub(last), 0)
+	}
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -382,12 +416,18 @@ func (l *Lease) Close(ctx context.Context) error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	assert, err := assertionControl("(tcsIncarnation=" + ldap.EscapeFilter(l.incarnation) + ")")
+	return l.d.deleteLease(ctx, l.dn, l.incarnation)
+}
+
+// deleteLease deletes the lease entry dn if it still holds incarnation inc;
+// a missing entry, or one another process holds, is not an error.
+func (d *Dir) deleteLease(ctx context.Context, dn, inc string) error {
+	assert, err := assertionControl("(tcsIncarnation=" + ldap.EscapeFilter(inc) + ")")
 	if err != nil {
 		return err
 	}
-	err = l.d.do(ctx, "delete "+l.dn, func(c *ldap.Conn) error {
-		return c.Del(ldap.NewDelRequest(l.dn, []ldap.Control{assert}))
+	err = d.do(ctx, "delete "+dn, func(c *ldap.Conn) error {
+		return c.Del(ldap.NewDelRequest(dn, []ldap.Control{assert}))
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
 		return nil

@@ -69,6 +69,45 @@ func TestRegisterRefusesALiveHolder(t *testing.T) {
 	}
 }
 
+// A process that registers again finds its own earlier entry (an add whose
+// answer it lost) and replaces it at once instead of waiting for it to
+// expire, asserting its incarnation; an entry of an incarnation it does
+// not know is still waited for, and a live holder's refused.
+func TestRegisterAgainReplacesItsOwnEntry(t *testing.T) {
+	s := ldaptest.Start(t)
+	d := open(t, s)
+	ctx := ctxT(t, 30*time.Second)
+	svc := smartset.Service{Name: "tcs-texas-1", Location: "Texas", Endpoint: "http://127.0.0.1:8082"}
+	earlier, err := d.Register(ctx, svc, 10*time.Second) // never refreshed again: lives 10 s
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := earlier.Incarnation()
+	start := time.Now()
+	again, err := d.RegisterAgain(ctx, svc, 10*time.Second, func(inc string) bool { return inc == old })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("RegisterAgain took %v: it waited for its own entry to expire", took)
+	}
+	if got := incarnationOf(t, s, again.DN()); got != again.Incarnation() || got == old {
+		t.Fatalf("entry incarnation %q; want the new %q, not the earlier %q", got, again.Incarnation(), old)
+	}
+
+	// Another process's live entry: refused, untouched.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go again.Run(runCtx, 3*time.Second, nil)
+	_, err = open(t, s).RegisterAgain(ctx, svc, 10*time.Second, func(inc string) bool { return inc == old })
+	if !errors.Is(err, ldapdir.ErrNameHeld) {
+		t.Fatalf("RegisterAgain over another process's live entry: %v, want ErrNameHeld", err)
+	}
+	if got := incarnationOf(t, s, again.DN()); got != again.Incarnation() {
+		t.Fatalf("the live holder's entry changed: %q", got)
+	}
+}
+
 // A process that died (kill -9) leaves its entry until it expires; a restart
 // waits for that and registers within TTL + 2 s of its start.
 func TestRegisterAfterTheHolderDied(t *testing.T) {
