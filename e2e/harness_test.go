@@ -111,9 +111,28 @@ func newSwarmOn(t testing.TB, srv *ldaptest.Server, ttl time.Duration) *swarm {
 				}
 			}
 		}
+		if keep := os.Getenv("TCS_KEEP_LOGS"); keep != "" {
+			s.keepLogs(keep)
+		}
 		d.Close()
 	})
 	return s
+}
+
+// keepLogs copies every agent's log into dir/<test name>/ (TCS_KEEP_LOGS:
+// a long run's logs outlive its temporary directory).
+func (s *swarm) keepLogs(dir string) {
+	to := filepath.Join(dir, strings.ReplaceAll(s.t.Name(), "/", "_"))
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		s.t.Logf("TCS_KEEP_LOGS: %v", err)
+		return
+	}
+	for _, a := range s.agents {
+		if b, err := os.ReadFile(a.logPath); err == nil {
+			os.WriteFile(filepath.Join(to, filepath.Base(a.logPath)), b, 0o644)
+		}
+	}
+	s.t.Logf("agent logs kept in %s", to)
 }
 
 func tail(s string, n int) string {

@@ -31,7 +31,8 @@
 #
 # Environment: TCS_SUFFIX (dc=example,dc=org), TCS_ROOTDN (cn=admin,<suffix>),
 # TCS_ROOTPW (secret — development only; stored hashed), TCS_OVERLAYS
-# ("syncprov dds accesslog"), TCS_LOGLEVEL (none), TCS_SLAPD_BIN (slapd on PATH or
+# ("syncprov dds accesslog"), TCS_LOGLEVEL (none), TCS_THREADS (16: slapd's
+# worker threads, olcThreads), TCS_SLAPD_BIN (slapd on PATH or
 # /usr/sbin/slapd), TCS_TLS_CERT and TCS_TLS_KEY (PEM files: enable ldaps://
 # and StartTLS), TCS_TLS_CA (PEM: with TCS_TLS_CERT, ask clients for a
 # certificate and map its subject "cn=NAME,ou=agents,..." to the agent account
@@ -48,6 +49,8 @@ rootdn=${TCS_ROOTDN:-cn=admin,$suffix}
 rootpw=${TCS_ROOTPW:-secret}
 overlays=${TCS_OVERLAYS:-syncprov dds accesslog}
 loglevel=${TCS_LOGLEVEL:-none}
+threads=${TCS_THREADS:-16}
+[[ $threads =~ ^[0-9]+$ ]] && [ "$threads" -ge 2 ] && [ "$threads" -le 1024 ] || die "TCS_THREADS=$threads: want a whole number of worker threads from 2 to 1024"
 moduledir=${TCS_MODULEDIR:-/usr/lib/ldap}
 sysschema=${TCS_SYSSCHEMA:-/etc/ldap/schema}
 
@@ -106,7 +109,8 @@ render() { # render FILE DIR
   sed -e "s|@SUFFIX@|$(esc "$suffix")|g" -e "s|@SUFFIXDC@|$(esc "$dc")|g" -e "s|@ROOTDN@|$(esc "$rootdn")|g" \
       -e "s|@ROOTPW@|$(esc "$rootpw_hash")|g" -e "s|@DBDIR@|$(esc "$2/data")|g" -e "s|@RUNDIR@|$(esc "$2/run")|g" \
       -e "s|@MODULEDIR@|$(esc "$moduledir")|g" -e "s|@SCHEMADIR@|$(esc "$sysschema")|g" \
-      -e "s|@TCSSCHEMA@|$(esc "$2/tcs-schema.ldif")|g" -e "s|@LOGLEVEL@|$(esc "$loglevel")|g" "$1"
+      -e "s|@TCSSCHEMA@|$(esc "$2/tcs-schema.ldif")|g" -e "s|@LOGLEVEL@|$(esc "$loglevel")|g" \
+      -e "s|@THREADS@|$(esc "$threads")|g" "$1"
 }
 
 # without_tcs_schema FILE: drop the tcs schema from a rendered config, with

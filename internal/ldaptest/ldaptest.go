@@ -81,6 +81,7 @@ type options struct {
 	tls      bool
 	acl      []string
 	aclSet   bool
+	threads  int // olcThreads; 0 = slapd.sh's default (16)
 	// init is the slapd.sh subcommand and arguments after DIR that make the
 	// configuration ("init" when empty); port, when not 0, is the port to
 	// listen on (replica.go).
@@ -114,6 +115,13 @@ func WithTLS() Option {
 // per operation), readable with Log.
 func WithDebug(level string) Option {
 	return func(o *options) { o.debug = level }
+}
+
+// WithThreads sets slapd's worker threads (olcThreads; TCS_THREADS of
+// scripts/slapd.sh), e.g. for a fleet of agents starting their watches
+// together.
+func WithThreads(n int) Option {
+	return func(o *options) { o.threads = n }
 }
 
 // WithOverlays replaces the default overlays ("syncprov", "dds", "accesslog"), e.g.
@@ -165,6 +173,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	init.Env = append(os.Environ(), "TCS_OVERLAYS="+strings.Join(o.overlays, " "))
 	if o.noSchema {
 		init.Env = append(init.Env, "TCS_SCHEMA=none")
+	}
+	if o.threads > 0 {
+		init.Env = append(init.Env, fmt.Sprintf("TCS_THREADS=%d", o.threads))
 	}
 	if o.tls {
 		ca, err := newCA(dir)
