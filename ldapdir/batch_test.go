@@ -377,3 +377,37 @@ func TestManySmallTransactionsKeepSlapdUp(t *testing.T) {
 		t.Fatalf("slapd gone after 600 transactions: %v", err)
 	}
 }
+
+// The write window against a real slapd: single writes answered slower
+// than the target shrink it (a target of 1µs: every write is slower), and
+// every write still lands exactly once; a target no write reaches leaves it
+// at the most.
+func TestTheWriteWindowFollowsTheLatency(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, 60*time.Second)
+	for _, tc := range []struct {
+		target time.Duration
+		want   func(int) bool
+		what   string
+	}{
+		{time.Microsecond, func(w int) bool { return w < ldapdir.MaxWritesInFlight }, "below 16"},
+		{time.Minute, func(w int) bool { return w == ldapdir.MaxWritesInFlight }, "16"},
+	} {
+		d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password, WriteTarget: tc.target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets := addSets(t, s, fmt.Sprintf("w%d", tc.target), 200, "", 0)
+		results, stats := d.WriteBatch(ctx, claims(sets, "cn=a,ou=services,"+s.BaseDN), nil)
+		d.Close()
+		for i, r := range results {
+			if r.Err != nil || r.Set.Epoch != 1 {
+				t.Fatalf("target %v: write %d: %+v", tc.target, i, r)
+			}
+		}
+		if !tc.want(stats.Window) {
+			t.Errorf("target %v: window %d after 200 writes, want %s", tc.target, stats.Window, tc.what)
+		}
+		t.Logf("target %v: window %d after 200 single writes", tc.target, stats.Window)
+	}
+}
