@@ -50,11 +50,11 @@ rootpw=${TCS_ROOTPW:-secret}
 overlays=${TCS_OVERLAYS:-syncprov dds accesslog}
 loglevel=${TCS_LOGLEVEL:-none}
 threads=${TCS_THREADS:-16}
-[[ $threads =~ ^[0-9]+$ ]] && [ "$threads" -ge 2 ] && [ "$threads" -le 1024 ] || die "TCS_THREADS=$threads: want a whole number of worker threads from 2 to 1024"
 moduledir=${TCS_MODULEDIR:-/usr/lib/ldap}
 sysschema=${TCS_SYSSCHEMA:-/etc/ldap/schema}
 
 die() { echo "slapd.sh: $*" >&2; exit 1; }
+[[ $threads =~ ^[0-9]+$ ]] && [ "$threads" -ge 2 ] && [ "$threads" -le 1024 ] || die "TCS_THREADS=$threads: want a whole number of worker threads from 2 to 1024"
 
 find_bin() {
   local name=$1
