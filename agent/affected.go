@@ -211,15 +211,11 @@ func (a *Agent) rereadAffected(ctx context.Context) {
 		if wait > 0 && len(locs) == 0 {
 			// The overflow read waits for its interval; what queues
 			// meanwhile joins it.
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, wait) {
 				p.mu.Lock()
 				p.running = false
 				p.mu.Unlock()
 				return
-			case <-t.C:
 			}
 		}
 		for name := range sets {

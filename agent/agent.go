@@ -601,12 +601,8 @@ func retry(ctx context.Context, log logrus.FieldLogger, what string, f func() er
 			return ctx.Err()
 		}
 		log.WithError(err).WithField("attempt", attempt).Warnf("cannot %s; retrying in %v", what, wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		wait = min(wait*2, 5*time.Second)
 	}

@@ -65,12 +65,8 @@ func (a *Agent) settleSwitch(ctx context.Context) bool {
 		if hold <= 0 && synced {
 			return true
 		}
-		t := time.NewTimer(max(min(hold, 100*time.Millisecond), 10*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, max(min(hold, 100*time.Millisecond), 10*time.Millisecond)) {
 			return false
-		case <-t.C:
 		}
 	}
 }
