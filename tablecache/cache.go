@@ -1,6 +1,7 @@
 package tablecache
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -55,6 +56,11 @@ type Cache struct {
 	stale    int                        // tables with Stale set
 	sources  bool                       // bySource changed since watches were reconciled
 	changed  map[string]chan struct{}   // by key: closed at the next change of that table (Changed)
+	// noQuery counts the owned sets without a tcsQuery that were logged:
+	// the first is a warning, the others debug lines (a fleet's sets
+	// made without queries, 100,000 in the scale run, would otherwise
+	// log a warning each).
+	noQuery int
 
 	// testHook, when set, runs in the worker after a query returned and
 	// before its result is applied (tests use it to race Drop).
@@ -155,7 +161,18 @@ func (c *Cache) Own(set smartset.Set, loc smartset.Location) {
 		c.setTable(e, t)
 		e.ready = true
 		c.m.errors.WithLabelValues(reasonQuery).Inc()
-		c.log.WithFields(logrus.Fields{"set": set.Name, "epoch": set.Epoch}).WithError(err).Warn("tablecache: the set's query cannot run")
+		log := c.log.WithFields(logrus.Fields{"set": set.Name, "epoch": set.Epoch}).WithError(err)
+		switch {
+		case !errors.Is(err, errNoQuery):
+			log.Warn("tablecache: the set's query cannot run")
+		case c.noQuery == 0:
+			c.noQuery++
+			log.Warn("tablecache: the set has no table to serve (more such sets are logged at debug level; " +
+				"each answers with the error, and tcs_table_refresh_errors_total{reason=\"query\"} counts them)")
+		default:
+			c.noQuery++
+			log.Debug("tablecache: the set's query cannot run")
+		}
 		return
 	}
 	e.src = source{server: server, base: smartset.Key(q.Base), scope: q.Scope}

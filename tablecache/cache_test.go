@@ -451,6 +451,52 @@ func TestBadQueries(t *testing.T) {
 	waitTable(t, c, "bad-scope", 10*time.Second, loaded)
 }
 
+// Sets without a tcsQuery (a fleet's sets made without tables) give one
+// warning, not one each; every such table still answers with the error.
+func TestSetsWithoutQueriesWarnOnce(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	d := open(t, s)
+	logger, logs := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	reg := prometheus.NewRegistry()
+	c := start(t, tablecache.Options{Directory: d, RefreshInterval: time.Minute, Logger: logger, Registerer: reg})
+	texas := smartset.Location{Name: "Texas"}
+	for i := range 50 {
+		c.Own(smartset.Set{Name: fmt.Sprintf("plain-%d", i), Epoch: 1}, texas)
+	}
+	c.Own(smartset.Set{Name: "bad-scope", Query: "ldap:///" + texasDN + "?cn?bogus"}, texas)
+	for i := range 50 {
+		waitTable(t, c, fmt.Sprintf("plain-%d", i), 10*time.Second, func(tab tablecache.Table) string {
+			if !tab.Failed || !strings.Contains(tab.Err, "no tcsQuery") {
+				return fmt.Sprintf("failed %v, err %q", tab.Failed, tab.Err)
+			}
+			return ""
+		})
+	}
+	var warned, debug []string
+	for _, e := range logs.AllEntries() {
+		set, _ := e.Data["set"].(string)
+		switch e.Level {
+		case logrus.WarnLevel:
+			warned = append(warned, set)
+		case logrus.DebugLevel:
+			if strings.Contains(e.Message, "query cannot run") {
+				debug = append(debug, set)
+			}
+		}
+	}
+	slices.Sort(warned)
+	if len(warned) != 2 || warned[0] != "bad-scope" || !strings.HasPrefix(warned[1], "plain-") {
+		t.Errorf("warnings for sets %q, want one for bad-scope and one for the first set without a query", warned)
+	}
+	if len(debug) != 49 {
+		t.Errorf("%d debug lines for sets without a query, want 49", len(debug))
+	}
+	if got := metric(t, reg, "tcs_table_refresh_errors_total", "query"); got != 51 {
+		t.Errorf("query errors counted %v, want 51", got)
+	}
+}
+
 // Drop forgets the table at once and for good.
 func TestDrop(t *testing.T) {
 	// No syncprov: the tables refresh on the 50 ms schedule (with a synced
