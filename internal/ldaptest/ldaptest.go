@@ -9,6 +9,7 @@ package ldaptest
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -437,12 +438,44 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// server started later (slapd, an agent process). It is drawn at random
+// from below the kernel's ephemeral range: a port the kernel hands out
+// (listening on port 0) is also what it gives the next outgoing
+// connection, and in the scale run, a hundred agents opening connections
+// took the ports of two agents between the pick and their listen (both
+// exited with "address already in use").
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("no free loopback port: %w", err)
+	lo, hi := freePortRange()
+	var last error
+	for range 100 {
+		port := lo + rand.IntN(hi-lo+1)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free loopback port in %d-%d after 100 tries: %w", lo, hi, last)
+}
+
+// freePortRange is where FreePort draws from: 10000 up to just below the
+// ephemeral range (ip_local_port_range), or 10000-32767 when that cannot
+// be read or leaves too little room.
+func freePortRange() (lo, hi int) {
+	lo, hi = 10000, 32767
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	if first, err := strconv.Atoi(f[0]); err == nil && first-1 >= lo+1000 {
+		hi = first - 1
+	}
+	return lo, hi
 }
