@@ -1,6 +1,9 @@
 package smartset
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 func TestState(t *testing.T) {
 	gone := serviceDN("tcs-gone-1")
@@ -109,4 +112,61 @@ func TestState(t *testing.T) {
 			}
 		})
 	}
+}
+
+// States answers as State does for every set of random worlds with
+// capacities (so counts matter), agentless locations, sets whose location
+// names no entry, dead owners and release requests.
+func TestStatesAgreesWithState(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		topo := newTopology(rng, 400)
+		snap := topo.snapshot()
+		var dns []string
+		for _, svc := range topo.services {
+			dns = append(dns, svc.DN)
+		}
+		dns = append(dns, serviceDN("tcs-gone-1"), "")
+		for _, set := range topo.sets {
+			set.Owner = dns[rng.IntN(len(dns))]
+			if rng.IntN(10) == 0 {
+				set.ReleaseRequest = dns[rng.IntN(len(dns))]
+			}
+			snap.Sets[Key(set.Name)] = set
+		}
+		states := NewStates(snap)
+		counts := snap.Counts()
+		for _, set := range snap.Sets {
+			if got, want := states.Of(set), State(snap, counts, set); got != want {
+				t.Fatalf("seed %d: %s (at %s, owner %q, request %q): States %s, State %s",
+					seed, set.Name, set.Location, set.Owner, set.ReleaseRequest, got, want)
+			}
+		}
+		if len(states.memo) >= len(snap.Sets) {
+			t.Errorf("seed %d: %d answers remembered for %d sets", seed, len(states.memo), len(snap.Sets))
+		}
+	}
+}
+
+// The states of 100,000 sets among 100 services in 20 locations, one by
+// one with State and with States (what the status page and `tcs-agent
+// status` compute on every change).
+func BenchmarkStates(b *testing.B) {
+	snap := largeWorld(100, 100000)
+	b.Run("State", func(b *testing.B) {
+		for range b.N {
+			counts := snap.Counts()
+			for _, set := range snap.Sets {
+				State(snap, counts, set)
+			}
+		}
+	})
+	b.Run("States", func(b *testing.B) {
+		for range b.N {
+			states := NewStates(snap)
+			for _, set := range snap.Sets {
+				states.Of(set)
+			}
+		}
+	})
 }

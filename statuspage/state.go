@@ -167,22 +167,31 @@ func build(agent string, snap *smartset.Snapshot, connected bool, now time.Time)
 		return unlisted
 	}
 
-	counts := snap.Counts()
+	states := smartset.NewStates(snap)
+	counts := states.Counts()
+	names := map[string]string{} // nameOf, per service DN: few services, many sets
+	name := func(dn string) string {
+		n, ok := names[dn]
+		if !ok {
+			n = nameOf(dn)
+			names[dn] = n
+		}
+		return n
+	}
 	for k, svc := range snap.Services {
 		g := group(svc.Location)
 		g.Agents = append(g.Agents, agentView{Name: svc.Name, Endpoint: svc.Endpoint, Location: svc.Location, Owned: counts[k]})
 	}
 	for _, set := range snap.Sets {
-		v := setView{Name: set.Name, Location: set.Location, Epoch: set.Epoch,
-			State: smartset.State(snap, counts, set)}
+		v := setView{Name: set.Name, Location: set.Location, Epoch: set.Epoch, State: states.Of(set)}
 		if set.Owner != "" {
-			v.Owner = nameOf(set.Owner)
+			v.Owner = name(set.Owner)
 			if svc, ok := snap.Services[smartset.Key(set.Owner)]; ok {
 				v.OwnerLocation = svc.Location
 			}
 		}
 		if set.ReleaseRequest != "" {
-			v.ReleaseRequest = nameOf(set.ReleaseRequest)
+			v.ReleaseRequest = name(set.ReleaseRequest)
 		}
 		switch v.State {
 		case smartset.StateOptimal:

@@ -69,7 +69,7 @@ func writeStatus(out io.Writer, snap *smartset.Snapshot) {
 		}
 		return sets[i].Name < sets[j].Name
 	})
-	counts := snap.Counts()
+	classify := smartset.NewStates(snap)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SET\tLOCATION\tOWNER\tOWNER LOCATION\tEPOCH\tSTATE")
 	states := map[string]int{}
@@ -83,11 +83,11 @@ func writeStatus(out io.Writer, snap *smartset.Snapshot) {
 				owner += " (gone)"
 			}
 		}
-		state := smartset.State(snap, counts, s)
+		state := classify.Of(s)
+		states[state]++
 		if state == smartset.StatePending {
 			state += " -> " + ldapdir.RDNValue(s.ReleaseRequest)
 		}
-		states[smartset.State(snap, counts, s)]++
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Location, owner, ownerLoc, s.Epoch, state)
 	}
 	tw.Flush()
