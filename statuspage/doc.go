@@ -22,5 +22,8 @@
 // smartset.State and fans it out; a slow viewer skips intermediate states
 // and never holds up the others. The watch stops a while after the last
 // viewer leaves, so an idle agent sends the directory nothing extra;
-// /ui/state without a running watch reads the directory once.
+// /ui/state without a running watch reads the directory once. A browser's
+// navigation to "/" starts the watch ahead of its stream (a fetch that is
+// not a navigation does not), since reading a big directory is most of a
+// first viewer's wait.
 package statuspage

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"time"
 
 	"tcs/ldapdir"
@@ -65,16 +66,42 @@ func (p *Page) subscribe() (*subscriber, error) {
 		p.lingerStop = nil
 	}
 	if p.feed == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		f := &feed{cancel: cancel, done: make(chan struct{})}
-		p.feed = f
-		p.log.Debug("status page: a viewer arrived; watching the directory")
-		go p.run(ctx, f)
+		p.startFeed("a viewer arrived")
 	}
 	if p.latestItem != nil {
 		sub.ch <- p.latestItem
 	}
 	return sub, nil
+}
+
+// startFeed starts the directory watch. Called with p.mu held and no feed.
+func (p *Page) startFeed(why string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &feed{cancel: cancel, done: make(chan struct{})}
+	p.feed = f
+	p.log.Debug("status page: " + why + "; watching the directory")
+	go p.run(ctx, f)
+}
+
+// prime starts the directory watch when a browser navigates to the page,
+// ahead of the event stream it opens once the page and its script have
+// loaded: the watch reads every set before its first state, and on a big
+// directory that read is most of the wait (20,000 sets: about 1.2 s here).
+// Only a navigation does this (Sec-Fetch-Mode: navigate, which browsers
+// send and health checks and curl do not), so a probe of "/" costs the
+// directory nothing; a navigation that no stream follows stops the watch
+// after p.primeLinger.
+func (p *Page) prime(r *http.Request) {
+	if r.Method != http.MethodGet || r.Header.Get("Sec-Fetch-Mode") != "navigate" || p.dir == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.feed != nil {
+		return
+	}
+	p.startFeed("a browser is loading the page")
+	p.armLinger(p.primeLinger)
 }
 
 // unsubscribe forgets a stream; after the last one the watch stops once
@@ -87,9 +114,18 @@ func (p *Page) unsubscribe(sub *subscriber) {
 	if len(p.subs) > 0 || p.holders > 0 || p.feed == nil || p.closed {
 		return
 	}
+	p.armLinger(p.linger)
+}
+
+// armLinger stops the watch after d unless a viewer comes first. Called
+// with p.mu held.
+func (p *Page) armLinger(d time.Duration) {
+	if p.lingerStop != nil {
+		p.lingerStop.Stop()
+	}
 	p.lingerGen++
 	gen := p.lingerGen
-	p.lingerStop = time.AfterFunc(p.linger, func() { p.stopIdle(gen) })
+	p.lingerStop = time.AfterFunc(d, func() { p.stopIdle(gen) })
 }
 
 // stopIdle stops the watch if nobody subscribed since linger timer gen was

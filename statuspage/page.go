@@ -32,6 +32,7 @@ const (
 	defaultDebounce  = 100 * time.Millisecond // changes within this are pushed as one state
 	defaultHeartbeat = 15 * time.Second       // a comment on idle streams, so proxies keep them
 	defaultSyncWait  = 3 * time.Second        // first state without a synced watch after this
+	defaultPrime     = 10 * time.Second       // a watch a page load started waits this long for its stream
 	readTimeout      = 5 * time.Second        // /ui/state reading the directory
 	streamWriteLimit = 20 * time.Second       // one write to a stream must finish within this
 )
@@ -46,7 +47,7 @@ type Page struct {
 	done  chan struct{} // closed by Close: every stream ends
 
 	// Timings, set by New; tests change them before the first request.
-	linger, debounce, heartbeat, syncWait time.Duration
+	linger, debounce, heartbeat, syncWait, primeLinger time.Duration
 
 	mu         sync.Mutex
 	closed     bool
@@ -73,17 +74,18 @@ func New(opts Options) *Page {
 		log = l
 	}
 	return &Page{
-		agent:     opts.Agent,
-		dir:       opts.Directory,
-		log:       log.WithField("component", "statuspage"),
-		index:     renderIndex(opts.Agent),
-		done:      make(chan struct{}),
-		linger:    defaultLinger,
-		debounce:  defaultDebounce,
-		heartbeat: defaultHeartbeat,
-		syncWait:  defaultSyncWait,
-		subs:      map[*subscriber]struct{}{},
-		shutdowns: map[*http.Server]chan struct{}{},
+		agent:       opts.Agent,
+		dir:         opts.Directory,
+		log:         log.WithField("component", "statuspage"),
+		index:       renderIndex(opts.Agent),
+		done:        make(chan struct{}),
+		linger:      defaultLinger,
+		debounce:    defaultDebounce,
+		heartbeat:   defaultHeartbeat,
+		syncWait:    defaultSyncWait,
+		primeLinger: defaultPrime,
+		subs:        map[*subscriber]struct{}{},
+		shutdowns:   map[*http.Server]chan struct{}{},
 	}
 }
 
@@ -98,6 +100,7 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch path := r.URL.EscapedPath(); path {
 	case "/":
+		p.prime(r)
 		p.index.serve(w, r, true)
 	case "/ui/app.js":
 		appJS.serve(w, r, false)

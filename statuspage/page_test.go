@@ -39,7 +39,7 @@ type swarmFixture struct {
 	leases map[string]*ldapdir.Lease
 }
 
-func newFixture(t *testing.T) *swarmFixture {
+func newFixture(t testing.TB) *swarmFixture {
 	t.Helper()
 	srv := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
 	d, err := ldapdir.Open(ldapdir.Config{URL: srv.URL, BaseDN: srv.BaseDN, BindDN: srv.BindDN, BindPassword: srv.Password,
@@ -445,23 +445,91 @@ func TestWatchStopsAfterLastViewer(t *testing.T) {
 	}
 
 	leave3()
-	left := time.Now()
-	for p.watching() {
-		if time.Since(left) > 5*time.Second {
-			t.Fatal("the watch still runs 5 s after the last viewer left")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if d := time.Since(left); d < 250*time.Millisecond {
-		t.Errorf("the watch stopped %v after the last viewer left, before the linger", d)
-	}
-	if n := watchGoroutines(); n != 0 {
-		t.Errorf("%d watch goroutines left after the watch stopped", n)
-	}
+	waitStopped(t, p, 250*time.Millisecond, "the last viewer left")
 	// Without a viewer, /ui/state reads the directory once and starts nothing.
 	checkExampleState(t, getState(t, hs.URL))
 	if p.watching() {
 		t.Error("GET /ui/state started a watch")
+	}
+}
+
+// A browser's navigation to the page starts the watch before the page's
+// stream arrives, and the stream then gets its state from that watch; a
+// fetch of "/" that is not a navigation (a health check) starts nothing,
+// and a navigation that no stream follows stops the watch after
+// primeLinger.
+func TestNavigationStartsTheWatch(t *testing.T) {
+	f := newFixture(t)
+	p, hs := f.newPage(t)
+	p.primeLinger = 300 * time.Millisecond
+	get := func(navigate bool) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/", nil)
+		if navigate {
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /: %s", resp.Status)
+		}
+	}
+	get(false)
+	if p.watching() {
+		t.Fatal("a GET / that is not a navigation started the watch")
+	}
+
+	get(true)
+	p.mu.Lock()
+	primed := p.feed
+	p.mu.Unlock()
+	if primed == nil {
+		t.Fatal("a navigation did not start the watch")
+	}
+	events, leave := stream(t, hs.URL)
+	checkExampleState(t, nextState(t, events, 5*time.Second, nil))
+	time.Sleep(2 * p.primeLinger)
+	p.mu.Lock()
+	same := p.feed == primed
+	p.mu.Unlock()
+	if !same {
+		t.Error("the stream that followed the navigation did not keep its watch")
+	}
+	p.mu.Lock()
+	p.linger = 100 * time.Millisecond // read when the stream leaves
+	p.mu.Unlock()
+	leave()
+
+	// Gone after the stream's linger; then a navigation alone.
+	for deadline := time.Now().Add(5 * time.Second); p.watching(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch still runs 5 s after the viewer left")
+		}
+	}
+	get(true)
+	waitStopped(t, p, 250*time.Millisecond, "a navigation that no stream followed")
+}
+
+// waitStopped waits for the page's watch to stop, which must take at
+// least min (its linger) from now and at most 5 s, and leave no goroutine.
+func waitStopped(t *testing.T, p *Page, min time.Duration, after string) {
+	t.Helper()
+	start := time.Now()
+	for p.watching() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the watch still runs 5 s after %s", after)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(start); d < min {
+		t.Errorf("the watch stopped %v after %s, before its linger", d, after)
+	}
+	if n := watchGoroutines(); n != 0 {
+		t.Errorf("%d watch goroutines left after the watch stopped", n)
 	}
 }
 
