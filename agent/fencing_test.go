@@ -219,6 +219,37 @@ func TestASetHandedToADeadAgentIsClaimedAgain(t *testing.T) {
 	eventually(t, 15*time.Second, s, ownedByName("Texas", "tcs-japan-1"))
 }
 
+// A batched write whose set the view has since seen at a newer epoch is
+// not sent: it could only lose its compare-and-swap (the scale run's long
+// batches sent 268,000 such writes).
+func TestABatchSkipsWritesWhoseSetMovedOn(t *testing.T) {
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	tx := startAgent(t, s, "tcs-texas-1", "Texas")
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	tx.a.mu.Lock()
+	tx.a.leaving = true // no reconcile of its own meanwhile: this test plays the race
+	planned := tx.a.v.snap.Sets["texas-routers"]
+	tx.a.mu.Unlock()
+	// Someone else moves the set on (an operator's release, as the admin).
+	if _, err := open(t, s).Release(context.Background(), planned.Name, planned.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, tx.a, func(v *view) bool { return v.snap.Sets["texas-routers"].Epoch > planned.Epoch })
+	before := conflicts(tx.a, "release")
+	ok := tx.a.batch(context.Background(), []pending{handoffOf(smartset.Move{Set: planned, To: ""}, smartset.ReasonLeave)})
+	if ok[0] != nil {
+		t.Fatalf("the write planned at epoch %d was applied: %+v", planned.Epoch, *ok[0])
+	}
+	if got := conflicts(tx.a, "release"); got != before {
+		t.Errorf("the write was sent and lost (%v conflicts, %v before): it should not have been sent", got, before)
+	}
+	tx.a.mu.Lock()
+	tx.a.leaving = false
+	tx.a.mu.Unlock()
+	tx.a.poke()
+	eventually(t, 15*time.Second, s, ownedByName("Texas", "tcs-texas-1")) // and it claims it back
+}
+
 func open(t *testing.T, s *ldaptest.Server) *ldapdir.Dir {
 	t.Helper()
 	d, err := ldapdir.Open(ldapdir.Config{URL: s.URL, BaseDN: s.BaseDN, BindDN: s.BindDN, BindPassword: s.Password})

@@ -152,7 +152,7 @@ func (a *Agent) rewriteOwned(ctx context.Context, l *ldapdir.Lease) error {
 		}
 	}
 	a.mu.Unlock()
-	res, _ := a.dir.WriteBatch(ctx, ws, func() error {
+	res, _ := a.dir.WriteBatch(ctx, ws, func(int) error {
 		if !l.Valid(a.opts.RenewDeadline) {
 			return errFenced
 		}

@@ -164,9 +164,13 @@ func TestAgentsOnReplicasPlaceFailOverAndHandOff(t *testing.T) {
 	}
 }
 
-func claimConflicts(a *Agent) float64 {
+func claimConflicts(a *Agent) float64 { return conflicts(a, "claim") }
+
+// conflicts is the agent's count of compare-and-swap writes of op that
+// lost their race.
+func conflicts(a *Agent, op string) float64 {
 	var m dto.Metric
-	if err := a.m.CASConflicts.WithLabelValues("claim").Write(&m); err != nil {
+	if err := a.m.CASConflicts.WithLabelValues(op).Write(&m); err != nil {
 		return -1
 	}
 	return m.GetCounter().GetValue()

@@ -134,17 +134,18 @@ const (
 // re-reading the batch's sets and the rest is retried. Otherwise the writes
 // go one by one, pipelined. results[i] belongs to writes[i].
 //
-// gate (nil = none) is asked right before each transaction or single write
-// is sent: when it returns an error (say the writer's lease is no longer
-// valid), that write and every one not yet sent fail with it, unsent. It
-// may be called from several goroutines at once.
-func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func() error) (results []Result, stats BatchStats) {
+// gate (nil = none) is asked about writes[i] right before it is sent, or
+// queued in a transaction: when it returns an error (say the writer's
+// lease is no longer valid, or the writer has since seen the set move on,
+// so the write could only lose), that write fails with it, unsent. It may
+// be called from several goroutines at once.
+func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func(i int) error) (results []Result, stats BatchStats) {
 	results = make([]Result, len(writes))
 	if len(writes) == 0 {
 		return results, stats
 	}
 	if gate == nil {
-		gate = func() error { return nil }
+		gate = func(int) error { return nil }
 	}
 	floor := d.track.epochFloor()
 	writes = append([]Write(nil), writes...)
@@ -200,12 +201,17 @@ func (d *Dir) useTxn(ctx context.Context) bool {
 
 // writeTxn writes writes[part] in one transaction, and on failure finds the
 // losers and retries the rest until every write has a result.
-func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results []Result, stats *BatchStats, gate func() error) {
-	for len(part) > 0 {
-		if err := gate(); err != nil {
-			for _, i := range part {
+func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results []Result, stats *BatchStats, gate func(int) error) {
+	for {
+		open := part[:0:0]
+		for _, i := range part {
+			if err := gate(i); err != nil {
 				results[i] = Result{Err: err}
+			} else {
+				open = append(open, i)
 			}
+		}
+		if part = open; len(part) == 0 {
 			return
 		}
 		err := d.commit(ctx, writes, part)
@@ -342,7 +348,7 @@ func (d *Dir) reread(ctx context.Context, writes []Write, part []int) []Result {
 // writeSingle writes writes[part] one compare-and-swap at a time, pipelined
 // on the shared connection, as many in flight as the Dir's write window
 // allows (see window).
-func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, results []Result, gate func() error) {
+func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, results []Result, gate func(int) error) {
 	d.pipelined(len(part), func(k int) {
 		i := part[k]
 		w := writes[i]
@@ -352,7 +358,7 @@ func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, resul
 		}
 		var took time.Duration
 		defer func() { d.writes.release(took) }()
-		if err := gate(); err != nil { // after the wait: the lease may have gone meanwhile
+		if err := gate(i); err != nil { // after the wait: the lease may have gone, or the set moved on, meanwhile
 			results[i] = Result{Err: err}
 			return
 		}

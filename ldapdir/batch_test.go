@@ -225,44 +225,61 @@ func TestBatchTakeoverOf5000(t *testing.T) {
 	}
 }
 
-// A gate that fails stops the batch before anything is sent.
+// The gate is asked about each write before it is sent: a write it
+// refuses fails with its error, unsent, and the others go on — whether it
+// refuses single writes (a set seen moving on) or, from some moment, all
+// of them (a lease gone after the first ten).
 func TestBatchGateStopsWrites(t *testing.T) {
 	s := ldaptest.Start(t)
 	ctx := ctxT(t, time.Minute)
+	moved, fenced := errors.New("moved on"), errors.New("fenced")
 	for _, mode := range []ldapdir.TxnMode{ldapdir.TxnAuto, ldapdir.TxnOff} {
-		d := openMode(t, s, mode, 10)
-		sets := addSets(t, s, "gate-"+string(mode), 25, "", 0)
-		fenced := errors.New("fenced")
-		var calls atomic.Int32
-		res, _ := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), func() error {
-			if calls.Add(1) > 1 && mode == ldapdir.TxnAuto {
-				return fenced // after the first transaction of 10
+		for _, tc := range []struct {
+			name string
+			gate func(calls int32, i int) error
+			want int // applied, the first ones by index
+			err  error
+		}{
+			{"odd writes refused", func(_ int32, i int) error {
+				if i%2 == 1 {
+					return moved
+				}
+				return nil
+			}, 13, moved},
+			{"all refused after ten", func(calls int32, _ int) error {
+				if calls > 10 {
+					return fenced
+				}
+				return nil
+			}, 10, fenced},
+		} {
+			prefix := fmt.Sprintf("gate-%s-%d", mode, tc.want)
+			d := openMode(t, s, mode, 10)
+			sets := addSets(t, s, prefix, 25, "", 0)
+			var calls atomic.Int32
+			res, _ := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), func(i int) error {
+				return tc.gate(calls.Add(1), i)
+			})
+			applied := 0
+			for _, r := range res {
+				if r.Err == nil {
+					applied++
+				} else if !errors.Is(r.Err, tc.err) {
+					t.Errorf("%s, %s: %v, want the gate's error", mode, tc.name, r.Err)
+				}
 			}
-			if mode == ldapdir.TxnOff {
-				return fenced
+			if applied != tc.want {
+				t.Errorf("%s, %s: %d applied, want %d", mode, tc.name, applied, tc.want)
 			}
-			return nil
-		})
-		applied := 0
-		for _, r := range res {
-			if r.Err == nil {
-				applied++
-			} else if !errors.Is(r.Err, fenced) {
-				t.Errorf("%s: %v, want the gate's error", mode, r.Err)
+			owned := 0
+			for _, st := range readSets(t, d, prefix) {
+				if st.Owner != "" {
+					owned++
+				}
 			}
-		}
-		want := map[ldapdir.TxnMode]int{ldapdir.TxnAuto: 10, ldapdir.TxnOff: 0}[mode]
-		if applied != want {
-			t.Errorf("%s: %d applied, want %d", mode, applied, want)
-		}
-		owned := 0
-		for _, st := range readSets(t, d, "gate-"+string(mode)) {
-			if st.Owner != "" {
-				owned++
+			if owned != tc.want {
+				t.Errorf("%s, %s: %d owned in the directory, want %d", mode, tc.name, owned, tc.want)
 			}
-		}
-		if owned != want {
-			t.Errorf("%s: %d owned in the directory, want %d", mode, owned, want)
 		}
 	}
 }
