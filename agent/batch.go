@@ -72,9 +72,9 @@ func clearOf(s smartset.Set) pending {
 // batch sends ps in one ldapdir batch (transactions where the directory
 // offers them), checking right before each write is sent (or queued in a
 // transaction) that the lease is valid and that the view has not seen its
-// set move on (errMovedOn), and records the outcome of each write as the single-write path did. It
-// returns for each write the set as written (epoch floor included), nil
-// where the write was not applied.
+// set move on (errMovedOn), and records the outcome of each write as the
+// single-write path did. It returns for each write the set as written
+// (epoch floor included), nil where the write was not applied.
 func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
 	ok := make([]*smartset.Set, len(ps))
 	if len(ps) == 0 || !a.valid() {
