@@ -111,6 +111,12 @@ type Agent struct {
 	claimAt   map[string]time.Time // orphan -> when this agent (rank k > 0) may claim it
 	progress  map[string]progress  // orphan group (former owner key) -> progress seen
 	requested map[string]requested // set -> the release request this agent last wrote
+	// behind holds the orphan groups (former owner, location) in which a
+	// claim of this agent lost a race, and when: the view is behind the
+	// directory there, and the group's claims are checked against it
+	// before they are sent (stillListed), until a batch's claims of the
+	// group all go through.
+	behind map[group]time.Time
 	// giving counts, per set, this agent's writes in flight that hand the
 	// set to another agent or release it: the agent stops serving a set
 	// before it gives it away (serve.go), as a consumer group revokes a
@@ -199,6 +205,7 @@ func New(dir *ldapdir.Dir, opts Options) (*Agent, error) {
 		v:         newView(self, opts.Service.Location),
 		claimAt:   map[string]time.Time{},
 		progress:  map[string]progress{},
+		behind:    map[group]time.Time{},
 		requested: map[string]requested{},
 		giving:    map[string]int{},
 		tokens:    opts.MoveBudget,
@@ -343,7 +350,7 @@ func (a *Agent) start(ctx context.Context) error {
 	w := a.reads.Watch(ctx, ldapdir.WatchSpec{
 		Base:         a.dir.BaseDN(),
 		Scope:        ldapdir.ScopeSub,
-		Filter:       a.startScope(ctx),
+		Filter:       a.startScope(),
 		Attrs:        []string{"objectClass", "cn", "geoLocation", "owner", "tcsEpoch", "tcsQuery", "tcsReleaseRequest", "tcsEndpoint", "tcsCapacity", "tcsIncarnation", "tcsCoordinates", "tcsDatabaseURL", "description", "entryCSN"},
 		Poll:         a.opts.Poll,
 		PollInterval: a.opts.PollInterval,

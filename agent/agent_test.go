@@ -223,11 +223,19 @@ func TestWatchFilterMatchesWatched(t *testing.T) {
 			t.Errorf("%s: watched = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	f := watchFilter(me, "Texas", []string{"California"})
+	f := watchFilter(me, "Texas", []string{"California"}, false)
 	for _, part := range []string{"(owner=" + me + ")", "(&(!(owner=*))(!(|(geoLocation=California))))", "(geoLocation=Texas)", "(tcsReleaseRequest=" + me + ")", "(objectClass=tcsService)"} {
 		if !strings.Contains(f, part) {
 			t.Errorf("watch filter %s lacks %s", f, part)
 		}
+	}
+	// At the start: no other location's unowned sets.
+	v.homeOnly = true
+	if v.watched(smartset.Set{Location: "Japan"}) || !v.watched(smartset.Set{Location: "Texas"}) {
+		t.Error("home only: an unowned set elsewhere is watched, or one at home is not")
+	}
+	if f := watchFilter(me, "Texas", nil, true); strings.Contains(f, "(!(owner=*))") || !strings.Contains(f, "(geoLocation=Texas)") {
+		t.Errorf("home-only watch filter %s", f)
 	}
 }
 

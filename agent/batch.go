@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -26,6 +27,39 @@ var errFenced = errors.New("agent: fenced: lease not valid")
 // only fail, each still a write for slapd to log.
 var errMovedOn = errors.New("agent: the set has moved on since the write was planned")
 
+// errRaced fails a claim, unsent, once another claim of the same batch and
+// kind (rank 0, or helping: rank k) for a set of the same group (former
+// owner and location) has lost its race: someone else is claiming that
+// group, and the plan the batch was made from is out of date. The scale
+// run (README, Benchmarks) showed both ways a plan goes stale while a
+// batch of thousands of single writes takes minutes: an agent planned its
+// share of a location while it saw fewer agents there than there were,
+// and agents of rank k whose watch lagged minutes saw no progress by rank
+// 0 and claimed everything — in both, the writes lost one after another
+// (66,570 of 166,000 writes in run D). The first loss is news the view
+// does not have yet: the rest waits for the next reconcile, which plans
+// with the lost set re-read and, for rank k, after a longer wait (see
+// raced). Each agent sends its claims in an order of its own
+// (claimsInOrder), so agents claiming the same sets meet only now and then.
+var errRaced = errors.New("agent: another claim of the same group lost its race in this batch")
+
+// group is what a claim was planned with: the set's former owner ("" for
+// a set never owned) and its location.
+type group struct{ owner, location string }
+
+func groupOf(s smartset.Set) group {
+	return group{smartset.Key(s.Owner), smartset.Key(s.Location)}
+}
+
+// raceKey is what one lost claim stops in its batch: the claims of the same
+// group and the same kind. A helping claim (rank k) that meets the
+// better-ranked agents' progress does not stop the agent's own rank-0
+// claims of the group, nor the other way round.
+type raceKey struct {
+	group
+	helping bool
+}
+
 // movedOn reports errMovedOn when the view holds set s at a newer epoch
 // than s.
 func (a *Agent) movedOn(s smartset.Set) error {
@@ -39,9 +73,10 @@ func (a *Agent) movedOn(s smartset.Set) error {
 
 // pending is one write of a batch and what to do when it succeeds.
 type pending struct {
-	w      ldapdir.Write
-	op     string // claim, transfer, release, request, clear: the metric label
-	reason string // for ownership changes: why (smartset.Reason*)
+	w       ldapdir.Write
+	op      string // claim, transfer, release, request, clear: the metric label
+	reason  string // for ownership changes: why (smartset.Reason*)
+	helping bool   // a claim of rank k > 0: the better-ranked agents made no progress
 }
 
 func claimOf(s smartset.Set, self string) pending {
@@ -102,24 +137,71 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
 		a.mu.Unlock()
 	}()
 	start := time.Now()
-	res, stats := a.dir.WriteBatch(ctx, ws, func(i int) error {
-		if !a.valid() {
-			return errFenced
-		}
-		return a.movedOn(ws[i].Set)
+	var (
+		racedMu sync.Mutex
+		raced   = map[raceKey]bool{}
+	)
+	res, stats := a.dir.WriteBatch(ctx, ws, ldapdir.BatchHooks{
+		Gate: func(i int) error {
+			if !a.valid() {
+				return errFenced
+			}
+			if ps[i].op == "claim" {
+				racedMu.Lock()
+				lost := raced[raceKey{groupOf(ws[i].Set), ps[i].helping}]
+				racedMu.Unlock()
+				if lost {
+					return errRaced
+				}
+			}
+			return a.movedOn(ws[i].Set)
+		},
+		Done: func(i int, r ldapdir.Result) {
+			if ps[i].op != "claim" || !errors.Is(r.Err, ldapdir.ErrConflict) {
+				return
+			}
+			k := raceKey{groupOf(ws[i].Set), ps[i].helping}
+			racedMu.Lock()
+			first := !raced[k]
+			raced[k] = true
+			racedMu.Unlock()
+			if first {
+				a.raced(k)
+			}
+		},
 	})
+	// A group whose claims all went through is no longer behind.
+	clean := map[group]bool{}
+	for i, r := range res {
+		if ps[i].op == "claim" && r.Err == nil {
+			if g := groupOf(ws[i].Set); !raced[raceKey{g, false}] && !raced[raceKey{g, true}] {
+				clean[g] = true
+			}
+		}
+	}
+	if len(clean) > 0 {
+		a.mu.Lock()
+		for g := range clean {
+			delete(a.behind, g)
+		}
+		a.mu.Unlock()
+	}
 	a.m.BatchTransactions.WithLabelValues("committed").Add(float64(stats.Transactions))
 	a.m.BatchTransactions.WithLabelValues("aborted").Add(float64(stats.Aborted))
 	a.m.WriteWindow.Set(float64(stats.Window))
-	skipped := 0
+	skipped, stopped := 0, 0
 	for _, r := range res {
-		if errors.Is(r.Err, errMovedOn) {
+		switch {
+		case errors.Is(r.Err, errMovedOn):
 			skipped++
+		case errors.Is(r.Err, errRaced):
+			stopped++
 		}
 	}
 	if len(ps) > 1 || stats.Aborted > 0 {
 		a.log.WithFields(logrus.Fields{"writes": len(ps), "transactions": stats.Transactions, "aborted": stats.Aborted,
-			"single": stats.Single, "window": stats.Window, "moved_on": skipped, "took": time.Since(start).Round(time.Millisecond)}).Debug("batch written")
+			"single": stats.Single, "window": stats.Window, "moved_on": skipped, "raced": stopped,
+			"took": time.Since(start).Round(time.Millisecond)}).Debug("batch written")
 	}
 	// Successes first (cheap, in order), then the failures, whose re-reads
 	// go several at a time.
@@ -140,8 +222,9 @@ func (a *Agent) batch(ctx context.Context, ps []pending) []*smartset.Set {
 		switch {
 		case errors.Is(r.Err, errFenced):
 			a.m.Writes.WithLabelValues(p.op, "fenced").Inc()
-		case errors.Is(r.Err, errMovedOn):
-			// Not sent; the view holds the newer state, which the next
+		case errors.Is(r.Err, errMovedOn), errors.Is(r.Err, errRaced):
+			// Not sent; the view holds the newer state (or, after a lost
+			// race, will once the loser is re-read), which the next
 			// reconcile plans from.
 			a.poke()
 		case errors.Is(r.Err, ldapdir.ErrConflict) && r.Set.Name != "":

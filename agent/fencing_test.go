@@ -223,11 +223,8 @@ func TestASetHandedToADeadAgentIsClaimedAgain(t *testing.T) {
 // not sent: it could only lose its compare-and-swap (the scale run's long
 // batches sent 268,000 such writes).
 func TestABatchSkipsWritesWhoseSetMovedOn(t *testing.T) {
-	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
-	tx := startAgent(t, s, "tcs-texas-1", "Texas")
-	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	s, tx := idleTexas(t)
 	tx.a.mu.Lock()
-	tx.a.leaving = true // no reconcile of its own meanwhile: this test plays the race
 	planned := tx.a.v.snap.Sets["texas-routers"]
 	tx.a.mu.Unlock()
 	// Someone else moves the set on (an operator's release, as the admin).
@@ -248,6 +245,113 @@ func TestABatchSkipsWritesWhoseSetMovedOn(t *testing.T) {
 	tx.a.mu.Unlock()
 	tx.a.poke()
 	eventually(t, 15*time.Second, s, ownedByName("Texas", "tcs-texas-1")) // and it claims it back
+}
+
+// A batch of claims stops at the first one that loses its race: the rest
+// of the group (same former owner, same location) is not sent, since
+// someone else is claiming it and the view has not shown it yet. Here
+// another writer claims 95 of 100 orphans the agent planned to claim; they
+// are outside the agent's location, so the watch drops them rather than
+// showing them moved on, as a watch minutes behind would show nothing.
+// Without the stop all 95 are sent and lose; with it, at most the writes
+// already in flight when the first loss is answered.
+func TestABatchStopsAGroupAtItsFirstLostRace(t *testing.T) {
+	s, tx := idleTexas(t)
+	const n, mine = 100, 5
+	var ldif strings.Builder
+	for i := range n {
+		fmt.Fprintf(&ldif, "dn: cn=far-%03d,ou=smartsets,%s\nobjectClass: smartSet\ncn: far-%03d\ngeoLocation: Japan\n\n", i, s.BaseDN, i)
+	}
+	s.Apply(ldif.String())
+	waitView(t, tx.a, func(v *view) bool { return len(setsOf(v.snap, "Japan")) >= n })
+	tx.a.mu.Lock()
+	var ps []pending
+	for i := range n {
+		p := claimOf(tx.a.v.snap.Sets[fmt.Sprintf("far-%03d", i)], tx.a.selfDN)
+		p.helping = true // rank k: as if the better-ranked agent had shown no progress
+		ps = append(ps, p)
+	}
+	tx.a.mu.Unlock()
+	other := open(t, s)
+	for _, p := range ps[mine:] {
+		if _, err := other.Claim(context.Background(), p.w.Set.Name, p.w.Set.Epoch, other.ServiceDN("tcs-japan-7")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := conflicts(tx.a, "claim")
+	ok := tx.a.batch(context.Background(), ps)
+	won := 0
+	for _, s := range ok {
+		if s != nil {
+			won++
+		}
+	}
+	// The first five usually win; on a loaded machine one of them may be
+	// sent after a later write has lost, and is then withheld too.
+	if won > mine {
+		t.Errorf("%d claims won, at most %d could", won, mine)
+	}
+	lost := conflicts(tx.a, "claim") - before
+	if lost < 1 || lost > ldapdir.MaxWritesInFlight {
+		t.Errorf("%v claims sent and lost, want 1 to %d (the rest of the group not sent)", lost, ldapdir.MaxWritesInFlight)
+	}
+	// The group is behind now: planned again from the same stale view, its
+	// claims are checked against the directory first, and only the sets
+	// still without an owner remain; another group's claims pass as they are.
+	var planned []smartset.Set
+	for _, p := range ps {
+		planned = append(planned, p.w.Set)
+	}
+	elsewhere := smartset.Set{Name: "tx-nobody", Location: "Texas"}
+	kept := tx.a.stillListed(context.Background(), append(planned, elsewhere))
+	if len(kept) != mine-won+1 || kept[len(kept)-1].Name != elsewhere.Name {
+		t.Errorf("re-checked claims: %d kept, want the %d of the first %d not won, and the other group's", len(kept), mine-won, mine)
+	}
+	// A batch whose claims of the group all go through: no longer behind.
+	s.Apply(fmt.Sprintf("dn: cn=far-new,ou=smartsets,%s\nobjectClass: smartSet\ncn: far-new\ngeoLocation: Japan\n", s.BaseDN))
+	waitView(t, tx.a, func(v *view) bool { _, ok := v.snap.Sets["far-new"]; return ok })
+	tx.a.mu.Lock()
+	fresh := tx.a.v.snap.Sets["far-new"]
+	_, wasBehind := tx.a.behind[groupOf(fresh)]
+	tx.a.mu.Unlock()
+	if ok := tx.a.batch(context.Background(), []pending{claimOf(fresh, tx.a.selfDN)}); ok[0] == nil {
+		t.Fatal("the claim of a new orphan failed")
+	}
+	tx.a.mu.Lock()
+	_, stillBehind := tx.a.behind[groupOf(fresh)]
+	backoff := tx.a.progress[""].backoff
+	tx.a.leaving = false
+	tx.a.mu.Unlock()
+	if !wasBehind || stillBehind {
+		t.Errorf("the group behind before a clean batch: %v, after: %v; want true, false", wasBehind, stillBehind)
+	}
+	if backoff < tx.a.opts.ClaimStagger {
+		t.Errorf("the group's rank-k wait was not stretched after the lost race: backoff %v", backoff)
+	}
+	// What the stop withheld, the next reconcile claims.
+	tx.a.poke()
+	eventually(t, 15*time.Second, s, func(snap *smartset.Snapshot) error {
+		for _, p := range ps[:mine] {
+			if st := snap.Sets[smartset.Key(p.w.Set.Name)]; !smartset.SameDN(st.Owner, tx.a.selfDN) {
+				return fmt.Errorf("%s owned by %q", st.Name, st.Owner)
+			}
+		}
+		return nil
+	})
+}
+
+// idleTexas starts tcs-texas-1 on the example directory, waits until it
+// owns Texas, and stops its own reconciles (as during a leave), so that the
+// test plays the races itself.
+func idleTexas(t *testing.T) (*ldaptest.Server, *running) {
+	t.Helper()
+	s := ldaptest.Start(t, ldaptest.WithLDIF("testdata/ldif/example.ldif"))
+	tx := startAgent(t, s, "tcs-texas-1", "Texas")
+	eventually(t, 20*time.Second, s, ownedByName("Texas", "tcs-texas-1"))
+	tx.a.mu.Lock()
+	tx.a.leaving = true
+	tx.a.mu.Unlock()
+	return s, tx
 }
 
 func open(t *testing.T, s *ldaptest.Server) *ldapdir.Dir {

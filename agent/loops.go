@@ -152,12 +152,12 @@ func (a *Agent) rewriteOwned(ctx context.Context, l *ldapdir.Lease) error {
 		}
 	}
 	a.mu.Unlock()
-	res, _ := a.dir.WriteBatch(ctx, ws, func(int) error {
+	res, _ := a.dir.WriteBatch(ctx, ws, ldapdir.BatchHooks{Gate: func(int) error {
 		if !l.Valid(a.opts.RenewDeadline) {
 			return errFenced
 		}
 		return nil
-	})
+	}})
 	var err error
 	lost := 0
 	for i, r := range res {

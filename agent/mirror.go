@@ -44,9 +44,9 @@ func (a *Agent) resetViewLocked() []Change {
 			changes = append(changes, Change{Set: s, Previous: s, Owned: false})
 		}
 	}
-	covered := a.v.covered // the watch's filter stays
+	covered, homeOnly := a.v.covered, a.v.homeOnly // the watch's filter stays
 	a.v = newView(a.selfDN, a.opts.Service.Location)
-	a.v.covered = covered
+	a.v.covered, a.v.homeOnly = covered, homeOnly
 	a.log.Info("view reset: rebuilding it from the new provider")
 	return changes
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -274,4 +275,71 @@ func TestTheWatchLeavesOutOrphansOfCoveredLocations(t *testing.T) {
 	s.Apply(setsAt("jp-later", "Japan", 2))
 	eventually(t, 10*time.Second, s, ownedAt("Japan", "tcs-texas-1"))
 	t.Logf("a set added at Japan after its agent left: owned by Texas %v later", time.Since(start).Round(10*time.Millisecond))
+}
+
+// A due claim of a set that never had an owner, outside the watch (at a
+// covered location), is checked against the sets of its location without
+// an owner — not against "(owner=)", which matches nothing and made every
+// set without an owner look claimed: the view then forgot them all, its
+// own location's orphans included, which the watch would not send again.
+func TestStillOrphanedChecksSetsNeverOwned(t *testing.T) {
+	s, tx := idleTexas(t) // this test asks directly
+	s.Apply(setsAt("tx-free", "Texas", 2) + setsAt("jp-free", "Japan", 2))
+	waitView(t, tx.a, func(v *view) bool {
+		_, a := v.snap.Sets["tx-free-0"]
+		_, b := v.snap.Sets["jp-free-1"]
+		return a && b
+	})
+	tx.a.mu.Lock()
+	tx.a.v.covered = map[string]bool{"japan": true} // as if an agent there had come: Japan's orphans are out of the watch
+	due := []smartset.Set{tx.a.v.snap.Sets["jp-free-0"]}
+	tx.a.mu.Unlock()
+	got := tx.a.stillOrphaned(context.Background(), due)
+	if len(got) != 1 || got[0].Name != "jp-free-0" {
+		t.Errorf("still orphaned: %v, want jp-free-0", got)
+	}
+	tx.a.mu.Lock()
+	defer tx.a.mu.Unlock()
+	for _, name := range []string{"tx-free-0", "tx-free-1", "jp-free-1"} {
+		if _, ok := tx.a.v.snap.Sets[name]; !ok {
+			t.Errorf("the view forgot %s, which nobody claimed", name)
+		}
+	}
+}
+
+// A batch's claims of rank 0 go first, its helping claims (rank k) after
+// them, each in the agent's own order (RendezvousHash, highest first), so
+// that two agents claiming the same sets go through them differently.
+func TestClaimsGoInTheAgentsOwnOrder(t *testing.T) {
+	var claims []smartset.Set
+	helping := map[string]bool{}
+	for i := range 40 {
+		n := fmt.Sprintf("s-%02d", i)
+		claims = append(claims, smartset.Set{Name: n})
+		helping[n] = i%3 == 0
+	}
+	order := func(self string) []string {
+		var out []string
+		seenHelp := false
+		var last uint64
+		for k, p := range claimsInOrder(claims, helping, self) {
+			if p.helping != helping[p.w.Set.Name] {
+				t.Fatalf("%s: helping %v, want %v", p.w.Set.Name, p.helping, helping[p.w.Set.Name])
+			}
+			if seenHelp && !p.helping {
+				t.Fatalf("%s: a claim of rank 0 after a helping one", p.w.Set.Name)
+			}
+			h := smartset.RendezvousHash(self, p.w.Set.Name)
+			if k > 0 && p.helping == seenHelp && h > last {
+				t.Fatalf("%s: not in the agent's own order", p.w.Set.Name)
+			}
+			seenHelp, last = p.helping, h
+			out = append(out, p.w.Set.Name)
+		}
+		return out
+	}
+	a, b := order("cn=a,ou=services,dc=example,dc=org"), order("cn=b,ou=services,dc=example,dc=org")
+	if len(a) != len(claims) || strings.Join(a, " ") == strings.Join(b, " ") {
+		t.Errorf("two agents' orders:\n%v\n%v", a, b)
+	}
 }

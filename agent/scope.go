@@ -20,19 +20,28 @@ import (
 // The sets of a dead owner are not in any watch's orphan scope anyway:
 // every agent searches for them when the owner's lease goes (scanOrphans).
 //
-// An agent starts with the scope the live services call for when it
-// reads them (an agent that starts alone or first watches every unowned
-// set: it may be the best place for any of them), and from then on the
-// scope follows the live services: once the view is synced and the covered
-// locations have stayed the same for scopeSettle, the filter is set to
-// leave out exactly those. A location that loses its last agent of
-// unlimited capacity widens the scope the same way, scopeSettle later.
-// (Starting every agent with none of the other locations' unowned sets was
-// tried: it spared a fleet starting together the widest first refresh,
-// but left an agent with a capacity alone with its location's excess
-// until the others widened, so it took sets beyond its capacity.) Every
-// change of filter is a full refresh of the watch (ldapdir.Watch.SetFilter);
-// the view forgets at once the sets without an owner it no longer watches.
+// An agent starts with no other location's sets without an owner in its
+// watch (view.homeOnly): it does not know yet which locations have agents.
+// The moment its first refresh ends (synced: every live service is in the
+// view) it sets the scope the live services call for; from then on the
+// scope follows them: once the covered locations have stayed the same for
+// scopeSettle, the filter is set to leave out exactly those. A location
+// that loses its last agent of unlimited capacity widens the scope the
+// same way, scopeSettle later. Every change of filter is a full refresh of
+// the watch (ldapdir.Watch.SetFilter); the view forgets at once the sets
+// without an owner it no longer watches.
+//
+// Why not start with the scope the live services call for when the agent
+// reads them: a fleet that starts together sees few of its agents then,
+// and each agent watched the unowned sets of every location it saw no
+// agent of. In scale run E (README, Benchmarks) 51 of 100 agents began
+// with 10,000 to 100,000 sets instead of their location's 5,000; the last
+// of them decoded 100,000 sets over six minutes before it claimed
+// anything, and its location's share waited for it. Why the first scope does not wait
+// scopeSettle: an agent with a capacity ranked after agents with room
+// claims its location's excess as a last resort after its rank's wait,
+// and the agents with room must see that excess by then
+// (TestCapacityIsACeiling: 27 sets taken to end with 10 when they waited).
 //
 // A covered location's agent can be stopped (a pause) with its lease still
 // valid: a set added there meanwhile waits for that agent, or for its
@@ -84,7 +93,10 @@ func (a *Agent) scopeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-a.scopeKick:
-			if _, change := a.wantScope(); change {
+			if a.startingScope() {
+				settle = nil
+				a.setScope() // the first scope: at once, from the first synced view
+			} else if _, change := a.wantScope(); change {
 				settle = time.After(scopeSettle) // (again) from this change on
 			}
 		case <-settle:
@@ -92,6 +104,15 @@ func (a *Agent) scopeLoop(ctx context.Context) error {
 			a.setScope()
 		}
 	}
+}
+
+// startingScope reports whether the watch still has the start's scope
+// (no other location's unowned sets) and the view is synced: the live
+// services are known now, and the first scope is set without waiting.
+func (a *Agent) startingScope() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.v.homeOnly && a.v.synced
 }
 
 // wantScope returns the covered locations the live services call for, and
@@ -106,7 +127,7 @@ func (a *Agent) wantScope() ([]string, bool) {
 		return nil, false
 	}
 	want := coveredElsewhere(a.v.snap, a.opts.Service.Location)
-	return want, !maps.Equal(keySet(want), a.v.covered)
+	return want, a.v.homeOnly || !maps.Equal(keySet(want), a.v.covered)
 }
 
 // setScope sets the watch's filter for the live services when it differs.
@@ -129,28 +150,22 @@ func (a *Agent) setScope() {
 			}
 		}
 	}
-	a.v.covered = wantKeys
+	a.v.covered, a.v.homeOnly = wantKeys, false
 	w := a.watch
 	a.mu.Unlock()
 	// Outside a.mu: ending the watch's session may wait for its reader,
 	// which may be handing an event to the loop that needs a.mu.
-	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want))
+	w.SetFilter(watchFilter(a.selfDN, a.opts.Service.Location, want, false))
 	a.log.WithField("covered", want).Debug("watch scope of sets without an owner changed")
 }
 
-// startScope returns the watch filter an agent starts with, from one read
-// of the live services (the widest when it fails; the scope loop narrows
-// it once the watch brings the services).
-func (a *Agent) startScope(ctx context.Context) string {
-	snap := smartset.NewSnapshot()
-	if svcs, err := a.reads.Services(ctx); err == nil {
-		for _, s := range svcs {
-			snap.Services[smartset.Key(s.DN)] = s
-		}
-	}
-	covered := coveredElsewhere(snap, a.opts.Service.Location)
+// startScope returns the watch filter an agent starts with: its own
+// location's sets, its own and those it asked for, no other location's
+// sets without an owner (the scope loop widens it once the watch brings
+// the live services).
+func (a *Agent) startScope() string {
 	a.mu.Lock()
-	a.v.covered = keySet(covered)
+	a.v.covered, a.v.homeOnly = nil, true
 	a.mu.Unlock()
-	return watchFilter(a.selfDN, a.opts.Service.Location, covered)
+	return watchFilter(a.selfDN, a.opts.Service.Location, nil, true)
 }

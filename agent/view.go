@@ -29,6 +29,10 @@ type view struct {
 	// of unlimited capacity (smartset.Snapshot.Covered) when the watch's
 	// filter was made (see scope.go).
 	covered map[string]bool
+	// homeOnly: the watch holds no set without an owner of another
+	// location at all (an agent's start, until it knows the live
+	// services; see scope.go).
+	homeOnly bool
 }
 
 func newView(selfDN, location string) *view {
@@ -44,11 +48,15 @@ func newView(selfDN, location string) *view {
 // watchFilter is the LDAP filter of everything an agent watches: services,
 // locations, and the sets that concern it: its own, those it asked for,
 // every set of its location, and the sets without an owner of the other
-// locations but the covered ones (names), which an agent there takes.
-func watchFilter(selfDN, location string, covered []string) string {
+// locations but the covered ones (names), which an agent there takes —
+// none of them when homeOnly.
+func watchFilter(selfDN, location string, covered []string, homeOnly bool) string {
 	me := ldapdir.EscapeFilter(selfDN)
 	orphans := "(!(owner=*))"
-	if len(covered) > 0 {
+	switch {
+	case homeOnly:
+		orphans = ""
+	case len(covered) > 0:
 		var not strings.Builder
 		for _, l := range covered {
 			not.WriteString("(geoLocation=" + ldapdir.EscapeFilter(l) + ")")
@@ -62,7 +70,7 @@ func watchFilter(selfDN, location string, covered []string) string {
 // watched reports whether the watch keeps set s current in the view (the
 // set-part of watchFilter evaluated locally).
 func (v *view) watched(s smartset.Set) bool {
-	return (s.Owner == "" && !v.covered[smartset.Key(s.Location)]) || smartset.Key(s.Owner) == v.self ||
+	return (s.Owner == "" && !v.homeOnly && !v.covered[smartset.Key(s.Location)]) || smartset.Key(s.Owner) == v.self ||
 		smartset.Key(s.Location) == v.location || (s.ReleaseRequest != "" && smartset.Key(s.ReleaseRequest) == v.self)
 }
 

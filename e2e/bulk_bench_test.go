@@ -35,7 +35,7 @@ func batchRate(tb testing.TB, s *swarm, n, size int) float64 {
 		ws[i] = ldapdir.Write{Set: smartset.Set{Name: fmt.Sprintf("%s-%06d", prefix, i)}, Kind: ldapdir.SetOwner, To: "cn=bench,ou=services,dc=example,dc=org"}
 	}
 	start := time.Now()
-	res, stats := d.WriteBatch(ctx, ws, nil)
+	res, stats := d.WriteBatch(ctx, ws, ldapdir.BatchHooks{})
 	took := time.Since(start)
 	for _, r := range res {
 		if r.Err != nil {
@@ -219,7 +219,7 @@ func txnMemory(tb testing.TB, s *swarm, n int) txnStats {
 	for i := range n {
 		k := i % pool
 		res, _ := d.WriteBatch(ctx, []ldapdir.Write{{Set: smartset.Set{Name: fmt.Sprintf("mem-%06d", k), Epoch: epochs[k]},
-			Kind: ldapdir.SetOwner, To: "cn=bench,ou=services,dc=example,dc=org"}}, nil)
+			Kind: ldapdir.SetOwner, To: "cn=bench,ou=services,dc=example,dc=org"}}, ldapdir.BatchHooks{})
 		if res[0].Err != nil {
 			st.err = res[0].Err
 			return st
@@ -267,7 +267,7 @@ func BenchmarkBatchSize(b *testing.B) {
 		p := startRefreshProbe(b, s, 3, 50*time.Millisecond)
 		time.Sleep(300 * time.Millisecond)
 		start := time.Now()
-		res, stats := d.WriteBatch(ctx, ws, nil)
+		res, stats := d.WriteBatch(ctx, ws, ldapdir.BatchHooks{})
 		took := time.Since(start)
 		lat, failed := p.between(start, start.Add(took))
 		p.stop()

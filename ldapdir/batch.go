@@ -106,6 +106,35 @@ type BatchStats struct {
 	Window int
 }
 
+// BatchHooks lets the writer of a batch act on it while it runs: a batch
+// written one by one on a loaded directory can take minutes, and what the
+// writer planned it on goes stale meanwhile. Either may be nil; both may be
+// called from several goroutines at once.
+type BatchHooks struct {
+	// Gate is asked about writes[i] right before it is sent, or queued in
+	// a transaction: when it returns an error (say the writer's lease is
+	// no longer valid, or the writer has since seen the set move on, so
+	// the write could only lose), that write fails with it, unsent.
+	Gate func(i int) error
+	// Done is told the result of writes[i] as soon as it is known: when
+	// its single write is answered, or when its transaction commits or is
+	// found to have lost. It is not told the writes Gate refused.
+	Done func(i int, r Result)
+}
+
+func (h BatchHooks) gate(i int) error {
+	if h.Gate == nil {
+		return nil
+	}
+	return h.Gate(i)
+}
+
+func (h BatchHooks) done(i int, r Result) {
+	if h.Done != nil {
+		h.Done(i, r)
+	}
+}
+
 // Batch tuning. The size bounds how long one commit holds slapd's single
 // LMDB writer (and so how long a lease refresh can queue behind it); see
 // the README's benchmark section for the measurement behind the default.
@@ -134,18 +163,11 @@ const (
 // re-reading the batch's sets and the rest is retried. Otherwise the writes
 // go one by one, pipelined. results[i] belongs to writes[i].
 //
-// gate (nil = none) is asked about writes[i] right before it is sent, or
-// queued in a transaction: when it returns an error (say the writer's
-// lease is no longer valid, or the writer has since seen the set move on,
-// so the write could only lose), that write fails with it, unsent. It may
-// be called from several goroutines at once.
-func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func(i int) error) (results []Result, stats BatchStats) {
+// hooks lets the writer act on the batch while it runs (see BatchHooks).
+func (d *Dir) WriteBatch(ctx context.Context, writes []Write, hooks BatchHooks) (results []Result, stats BatchStats) {
 	results = make([]Result, len(writes))
 	if len(writes) == 0 {
 		return results, stats
-	}
-	if gate == nil {
-		gate = func(int) error { return nil }
 	}
 	floor := d.track.epochFloor()
 	writes = append([]Write(nil), writes...)
@@ -154,7 +176,7 @@ func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func(i int) e
 	}
 	defer func() { stats.Window = int(d.writes.size()) }()
 	if !d.useTxn(ctx) {
-		d.writeSingle(ctx, writes, idx(len(writes)), results, gate)
+		d.writeSingle(ctx, writes, idx(len(writes)), results, hooks)
 		stats.Single = len(writes)
 		return results, stats
 	}
@@ -163,7 +185,7 @@ func (d *Dir) WriteBatch(ctx context.Context, writes []Write, gate func(i int) e
 	size := d.cfg.BatchSize
 	all := idx(len(writes))
 	for lo := 0; lo < len(writes); lo += size {
-		d.writeTxn(ctx, writes, all[lo:min(lo+size, len(writes))], results, &stats, gate)
+		d.writeTxn(ctx, writes, all[lo:min(lo+size, len(writes))], results, &stats, hooks)
 	}
 	return results, stats
 }
@@ -201,11 +223,11 @@ func (d *Dir) useTxn(ctx context.Context) bool {
 
 // writeTxn writes writes[part] in one transaction, and on failure finds the
 // losers and retries the rest until every write has a result.
-func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results []Result, stats *BatchStats, gate func(int) error) {
+func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results []Result, stats *BatchStats, hooks BatchHooks) {
 	for {
 		open := part[:0:0]
 		for _, i := range part {
-			if err := gate(i); err != nil {
+			if err := hooks.gate(i); err != nil {
 				results[i] = Result{Err: err}
 			} else {
 				open = append(open, i)
@@ -218,6 +240,7 @@ func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results 
 		if err == nil {
 			for _, i := range part {
 				results[i] = Result{Set: writes[i].After()}
+				hooks.done(i, results[i])
 			}
 			stats.Transactions++
 			return
@@ -227,7 +250,7 @@ func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results 
 			// applies nothing), but the connection or the server's
 			// willingness is in doubt: one by one, each with its own answer.
 			d.log.WithError(err).Warn("transaction failed; writing its modifies one by one")
-			d.writeSingle(ctx, writes, part, results, gate)
+			d.writeSingle(ctx, writes, part, results, hooks)
 			stats.Single += len(part)
 			return
 		}
@@ -240,24 +263,24 @@ func (d *Dir) writeTxn(ctx context.Context, writes []Write, part []int, results 
 			switch {
 			case errors.Is(cur.Err, ErrNotFound):
 				results[i] = Result{Err: fmt.Errorf("%s: %w", d.SetDN(writes[i].Set.Name), ErrNotFound)}
-				lost++
 			case cur.Err != nil:
 				results[i] = Result{Err: cur.Err}
-				lost++
 			case cur.Set.Epoch != writes[i].Set.Epoch,
 				writes[i].AssertRequest && !smartset.SameDN(cur.Set.ReleaseRequest, writes[i].Set.ReleaseRequest):
 				results[i] = Result{Set: cur.Set, Err: fmt.Errorf("%s at epoch %d (now %d): %w",
 					d.SetDN(writes[i].Set.Name), writes[i].Set.Epoch, cur.Set.Epoch, ErrConflict)}
-				lost++
 			default:
 				rest = append(rest, i)
+				continue
 			}
+			lost++
+			hooks.done(i, results[i])
 		}
 		if lost == 0 {
 			// The failure is not an epoch that moved (say a schema or
 			// access error): one by one, so each write gets its own answer.
 			d.log.WithError(err).Warn("transaction failed without a lost race; writing its modifies one by one")
-			d.writeSingle(ctx, writes, rest, results, gate)
+			d.writeSingle(ctx, writes, rest, results, hooks)
 			stats.Single += len(rest)
 			return
 		}
@@ -348,20 +371,22 @@ func (d *Dir) reread(ctx context.Context, writes []Write, part []int) []Result {
 // writeSingle writes writes[part] one compare-and-swap at a time, pipelined
 // on the shared connection, as many in flight as the Dir's write window
 // allows (see window).
-func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, results []Result, gate func(int) error) {
+func (d *Dir) writeSingle(ctx context.Context, writes []Write, part []int, results []Result, hooks BatchHooks) {
 	d.pipelined(len(part), func(k int) {
 		i := part[k]
 		w := writes[i]
 		if err := d.writes.acquire(ctx); err != nil {
 			results[i] = Result{Err: err}
+			hooks.done(i, results[i])
 			return
 		}
 		var took time.Duration
 		defer func() { d.writes.release(took) }()
-		if err := gate(i); err != nil { // after the wait: the lease may have gone, or the set moved on, meanwhile
+		if err := hooks.gate(i); err != nil { // after the wait: the lease may have gone, or the set moved on, meanwhile
 			results[i] = Result{Err: err}
 			return
 		}
+		defer func() { hooks.done(i, results[i]) }()
 		req, err := w.modify(d.SetDN(w.Set.Name))
 		if err == nil {
 			start := time.Now()

@@ -90,7 +90,7 @@ func TestBatchWithOneStaleEpoch(t *testing.T) {
 				t.Fatal(err)
 			}
 			me := d.ServiceDN("me")
-			res, stats := d.WriteBatch(ctx, claims(sets, me), nil)
+			res, stats := d.WriteBatch(ctx, claims(sets, me), ldapdir.BatchHooks{})
 			for i, r := range res {
 				if i == 17 {
 					if !errors.Is(r.Err, ldapdir.ErrConflict) {
@@ -144,7 +144,7 @@ func TestAbortedTransactionAppliesNothing(t *testing.T) {
 	if strings.Contains(w, "tcsEpoch") {
 		t.Fatalf("set 2 already written before the batch:\n%s", w)
 	}
-	res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), nil)
+	res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), ldapdir.BatchHooks{})
 	if !errors.Is(res[0].Err, ldapdir.ErrConflict) || !errors.Is(res[1].Err, ldapdir.ErrConflict) || res[2].Err != nil {
 		t.Fatalf("results %v %v %v, want conflict, conflict, ok", res[0].Err, res[1].Err, res[2].Err)
 	}
@@ -185,7 +185,7 @@ func TestBatchTakeoverOf5000(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, stats := d.WriteBatch(ctx, shuffled, nil)
+			res, stats := d.WriteBatch(ctx, shuffled, ldapdir.BatchHooks{})
 			t.Logf("writer %d: %+v", w, stats)
 			byName := make([]ldapdir.Result, n)
 			for i, r := range res {
@@ -257,9 +257,9 @@ func TestBatchGateStopsWrites(t *testing.T) {
 			d := openMode(t, s, mode, 10)
 			sets := addSets(t, s, prefix, 25, "", 0)
 			var calls atomic.Int32
-			res, _ := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), func(i int) error {
+			res, _ := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), ldapdir.BatchHooks{Gate: func(i int) error {
 				return tc.gate(calls.Add(1), i)
-			})
+			}})
 			applied := 0
 			for _, r := range res {
 				if r.Err == nil {
@@ -284,6 +284,72 @@ func TestBatchGateStopsWrites(t *testing.T) {
 	}
 }
 
+// Done is told each result as soon as it is known, so a writer can stop a
+// batch at its first lost race: here the gate refuses every write once
+// Done has seen a conflict (the write at index 3 asserts a stale epoch).
+// Done hears each write that was sent exactly once, with the result the
+// batch returns, and nothing of the writes the gate refused.
+func TestBatchDoneTellsResultsAsTheyCome(t *testing.T) {
+	s := ldaptest.Start(t)
+	ctx := ctxT(t, time.Minute)
+	raced := errors.New("a race was lost")
+	for _, mode := range []ldapdir.TxnMode{ldapdir.TxnAuto, ldapdir.TxnOff} {
+		prefix := fmt.Sprintf("done-%s", mode)
+		d := openMode(t, s, mode, 5)
+		sets := addSets(t, s, prefix, 200, "", 0)
+		ws := claims(sets, d.ServiceDN("me"))
+		ws[3].Set.Epoch = 7 // stale: the directory has 0
+		var (
+			mu   sync.Mutex
+			told = map[int]ldapdir.Result{}
+			lost bool
+		)
+		res, _ := d.WriteBatch(ctx, ws, ldapdir.BatchHooks{
+			Gate: func(int) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if lost {
+					return raced
+				}
+				return nil
+			},
+			Done: func(i int, r ldapdir.Result) {
+				mu.Lock()
+				defer mu.Unlock()
+				if _, twice := told[i]; twice {
+					t.Errorf("%s: Done told twice about write %d", mode, i)
+				}
+				told[i] = r
+				lost = lost || errors.Is(r.Err, ldapdir.ErrConflict)
+			},
+		})
+		if !errors.Is(res[3].Err, ldapdir.ErrConflict) {
+			t.Errorf("%s: the stale write: %v, want a conflict", mode, res[3].Err)
+		}
+		refused := 0
+		for i, r := range res {
+			got, ok := told[i]
+			switch {
+			case errors.Is(r.Err, raced):
+				refused++
+				if ok {
+					t.Errorf("%s: Done told about write %d, which the gate refused", mode, i)
+				}
+			case !ok:
+				t.Errorf("%s: write %d (%v) sent, Done not told", mode, i, r.Err)
+			case got.Err != r.Err || got.Set != r.Set:
+				t.Errorf("%s: write %d: Done told %+v, the batch returned %+v", mode, i, got, r)
+			}
+		}
+		// Single writes go up to 16 at a time and are answered in any
+		// order, so a few dozen may be sent before index 3 is answered
+		// (here 17 to 31 of 40); most of 200 are not.
+		if refused < len(ws)/2 {
+			t.Errorf("%s: %d writes refused after the lost race, want at least %d", mode, refused, len(ws)/2)
+		}
+	}
+}
+
 // Requests and clears go in batches too and leave the epoch alone.
 func TestBatchRequests(t *testing.T) {
 	s := ldaptest.Start(t)
@@ -295,7 +361,7 @@ func TestBatchRequests(t *testing.T) {
 	for i, st := range sets {
 		ws[i] = ldapdir.Write{Set: st, Kind: ldapdir.SetRequest, To: d.ServiceDN("better")}
 	}
-	res, stats := d.WriteBatch(ctx, ws, nil)
+	res, stats := d.WriteBatch(ctx, ws, ldapdir.BatchHooks{})
 	for _, r := range res {
 		if r.Err != nil || r.Set.ReleaseRequest == "" || r.Set.Epoch != 2 {
 			t.Fatalf("request: %+v", r)
@@ -321,14 +387,14 @@ func TestBatchRequestsAssertTheJudgedRequest(t *testing.T) {
 		prefix := "judged" + string(mode)
 		sets := addSets(t, s, prefix, 4, d.ServiceDN("owner"), 3)
 		// Another agent's request lands on set 0 after the sets were read.
-		if _, stats := d.WriteBatch(ctx, []ldapdir.Write{{Set: sets[0], Kind: ldapdir.SetRequest, To: d.ServiceDN("nearer")}}, nil); stats.Single+stats.Transactions == 0 {
+		if _, stats := d.WriteBatch(ctx, []ldapdir.Write{{Set: sets[0], Kind: ldapdir.SetRequest, To: d.ServiceDN("nearer")}}, ldapdir.BatchHooks{}); stats.Single+stats.Transactions == 0 {
 			t.Fatal("the first request was not written")
 		}
 		ws := make([]ldapdir.Write, len(sets))
 		for i, st := range sets {
 			ws[i] = ldapdir.Write{Set: st, Kind: ldapdir.SetRequest, To: d.ServiceDN("farther"), AssertRequest: true}
 		}
-		res, _ := d.WriteBatch(ctx, ws, nil)
+		res, _ := d.WriteBatch(ctx, ws, ldapdir.BatchHooks{})
 		if !errors.Is(res[0].Err, ldapdir.ErrConflict) {
 			t.Fatalf("%s: a request over one written since: %+v, want a conflict", mode, res[0])
 		}
@@ -377,7 +443,7 @@ func TestManySmallTransactionsKeepSlapdUp(t *testing.T) {
 	d := openMode(t, s, ldapdir.TxnAuto, 1)
 	sets := addSets(t, s, "small", 10, "", 0)
 	for round := range 60 {
-		res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), nil)
+		res, stats := d.WriteBatch(ctx, claims(sets, d.ServiceDN("me")), ldapdir.BatchHooks{})
 		for _, r := range res {
 			if r.Err != nil {
 				t.Fatalf("round %d (%d transactions so far): %v", round, round*10, r.Err)
@@ -415,7 +481,7 @@ func TestTheWriteWindowFollowsTheLatency(t *testing.T) {
 			t.Fatal(err)
 		}
 		sets := addSets(t, s, fmt.Sprintf("w%d", tc.target), 200, "", 0)
-		results, stats := d.WriteBatch(ctx, claims(sets, "cn=a,ou=services,"+s.BaseDN), nil)
+		results, stats := d.WriteBatch(ctx, claims(sets, "cn=a,ou=services,"+s.BaseDN), ldapdir.BatchHooks{})
 		d.Close()
 		for i, r := range results {
 			if r.Err != nil || r.Set.Epoch != 1 {

@@ -139,11 +139,20 @@ func (d *Dir) SetsOwnedBy(ctx context.Context, ownerDN ...string) ([]smartset.Se
 	return d.Sets(ctx, "(|"+or.String()+")")
 }
 
-// SetNamesOwnedBy returns the names of the sets whose owner is ownerDN,
-// reading no attributes: a cheap way to watch a dead agent's orphans being
-// claimed.
-func (d *Dir) SetNamesOwnedBy(ctx context.Context, ownerDN string) ([]string, error) {
-	es, err := d.search(ctx, d.SetsDN(), ldap.ScopeWholeSubtree, "(&(objectClass=smartSet)(owner="+ldap.EscapeFilter(ownerDN)+"))", []string{"1.1"})
+// SetNamesIn returns the names of the sets of location whose owner is
+// ownerDN, reading no attributes: a cheap way to watch orphans being
+// claimed. An empty ownerDN asks for the sets without an owner, an empty
+// location for the sets without one.
+func (d *Dir) SetNamesIn(ctx context.Context, ownerDN, location string) ([]string, error) {
+	owner := "(!(owner=*))"
+	if ownerDN != "" {
+		owner = "(owner=" + ldap.EscapeFilter(ownerDN) + ")"
+	}
+	loc := "(!(geoLocation=*))"
+	if location != "" {
+		loc = "(geoLocation=" + ldap.EscapeFilter(location) + ")"
+	}
+	es, err := d.search(ctx, d.SetsDN(), ldap.ScopeWholeSubtree, "(&(objectClass=smartSet)"+owner+loc+")", []string{"1.1"})
 	if err != nil {
 		return nil, err
 	}
