@@ -215,19 +215,25 @@ func (a *Agent) raced(k raceKey) {
 // stillListed keeps, of the claims in a group where a claim lost a race
 // and none has gone through cleanly since (a.behind), those that the
 // directory still lists without an owner (one attribute-less search per
-// such group); the claims of other groups pass. Why: a view minutes behind holds many sets of the
-// group as orphans that were claimed long ago; planned from it, every
-// batch starts with those, loses its first writes and stops (errRaced),
-// and the sets still really orphaned, further down, are never reached. In
-// the tail of a scale run each of a location's five agents went on so,
-// losing about eight claims every half minute. When the search fails the
-// claims pass: every write asserts its epoch anyway.
+// such group); the claims of other groups pass. Why: a view minutes
+// behind holds many sets of the group as orphans that were claimed long
+// ago; planned from it, every batch starts with those, loses its first
+// writes and stops (errRaced), and the sets still really orphaned are
+// never reached. In the tail of scale runs F and H the agents of a
+// location went on so for minutes. When the search fails the claims
+// pass: every write asserts its epoch anyway. A mark whose group has no
+// claims left is dropped once it is a lease TTL old.
 func (a *Agent) stillListed(ctx context.Context, claims []smartset.Set) []smartset.Set {
 	a.mu.Lock()
 	check := map[group]bool{}
 	for _, s := range claims {
 		if _, ok := a.behind[groupOf(s)]; ok {
 			check[groupOf(s)] = true
+		}
+	}
+	for g, at := range a.behind {
+		if _, claiming := check[g]; !claiming && time.Since(at) >= a.opts.LeaseTTL {
+			delete(a.behind, g)
 		}
 	}
 	a.mu.Unlock()
