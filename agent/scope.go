@@ -37,11 +37,13 @@ import (
 // agent of. In scale run E (README, Benchmarks) 51 of 100 agents began
 // with 10,000 to 100,000 sets instead of their location's 5,000; the last
 // of them decoded 100,000 sets over six minutes before it claimed
-// anything, and its location's share waited for it. Why the first scope does not wait
-// scopeSettle: an agent with a capacity ranked after agents with room
-// claims its location's excess as a last resort after its rank's wait,
-// and the agents with room must see that excess by then
-// (TestCapacityIsACeiling: 27 sets taken to end with 10 when they waited).
+// anything, and its location's share waited for it.
+//
+// Why the first scope does not wait scopeSettle: an agent with a capacity
+// ranked after agents with room claims its location's excess as a last
+// resort after its rank's wait, and the agents with room must see that
+// excess by then (TestCapacityIsACeiling: 27 sets taken to end with 10
+// when they waited).
 //
 // A covered location's agent can be stopped (a pause) with its lease still
 // valid: a set added there meanwhile waits for that agent, or for its
