@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -153,14 +154,10 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 	}
 	var out []smartset.Set
 	for g, sets := range byGroup {
-		names, err := a.reads.SetNamesIn(ctx, sets[0].Owner, sets[0].Location)
+		still, err := a.groupInDirectory(ctx, sets[0])
 		if err != nil {
 			a.log.WithError(err).Warn("cannot re-check orphans; will retry")
 			continue
-		}
-		still := make(map[string]bool, len(names))
-		for _, n := range names {
-			still[smartset.Key(n)] = true
 		}
 		a.mu.Lock()
 		claimed := false
@@ -174,7 +171,7 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 			}
 		}
 		if claimed {
-			a.othersProgressedLocked(g.owner, len(names))
+			a.othersProgressedLocked(g.owner, len(still))
 			a.mu.Unlock()
 			continue
 		}
@@ -186,6 +183,21 @@ func (a *Agent) stillOrphaned(ctx context.Context, due []smartset.Set) []smartse
 		a.mu.Unlock()
 	}
 	return out
+}
+
+// groupInDirectory returns the keys of the sets of s's group (former owner
+// and location) that the directory still lists under that owner: the
+// group's orphans now, read with one attribute-less search.
+func (a *Agent) groupInDirectory(ctx context.Context, s smartset.Set) (map[string]bool, error) {
+	names, err := a.reads.SetNamesIn(ctx, s.Owner, s.Location)
+	if err != nil {
+		return nil, err
+	}
+	keys := make(map[string]bool, len(names))
+	for _, n := range names {
+		keys[smartset.Key(n)] = true
+	}
+	return keys, nil
 }
 
 // othersProgressedLocked records that other agents were found claiming
@@ -247,15 +259,13 @@ func (a *Agent) stillListed(ctx context.Context, claims []smartset.Set) []smarts
 			continue
 		}
 		check[g] = false // searched once
-		names, err := a.reads.SetNamesIn(ctx, s.Owner, s.Location)
+		still, err := a.groupInDirectory(ctx, s)
 		if err != nil {
 			a.log.WithError(err).Debug("cannot re-check the orphans of a group that lost a race; claiming from the view")
 			delete(check, g)
 			continue
 		}
-		for _, n := range names {
-			listed[smartset.Key(n)] = true
-		}
+		maps.Copy(listed, still)
 	}
 	out := claims[:0:0]
 	for _, s := range claims {
